@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"vmrr/machine"
+	"vmrr/recorder"
+)
+
+func init() {
+	register(&command{name: "run", summary: "run a guest image on KVM (no recording)", run: runCmd})
+}
+
+// machineFlags are the flags every command that builds a machine shares.
+type machineFlags struct {
+	mem      *uint64
+	timeout  *time.Duration
+	serialIn *string
+}
+
+func addMachineFlags(fs *flag.FlagSet) machineFlags {
+	return machineFlags{
+		mem:      fs.Uint64("mem", machine.DefaultMemory>>20, "guest RAM in MiB"),
+		timeout:  fs.Duration("timeout", 0, "end the run after this long (0: no limit)"),
+		serialIn: fs.String("serial-in", "", "file to feed to the guest's COM1 (\"-\" for stdin; default: none)"),
+	}
+}
+
+// serialInput opens the --serial-in source.
+func (f machineFlags) serialInput() (io.Reader, func(), error) {
+	switch *f.serialIn {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdin, func() {}, nil
+	}
+	file, err := os.Open(*f.serialIn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return file, func() { file.Close() }, nil
+}
+
+// readImage reads a guest image with a one-line error.
+func readImage(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("image %s: %v", path, pe.Err)
+		}
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("image %s: empty file", path)
+	}
+	return b, nil
+}
+
+// reportResult prints a failure's one line on stderr and returns the
+// process status.
+func reportResult(res machine.Result) int {
+	if res.Reason != machine.ReasonExited {
+		fmt.Fprintf(os.Stderr, "vmrr: %s\n", res.Message)
+	}
+	return res.Status
+}
+
+func runCmd(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: vmrr run [--mem MiB] [--timeout D] [--serial-in FILE] IMAGE")
+		fs.PrintDefaults()
+	}
+	mf := addMachineFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	image, err := readImage(fs.Arg(0))
+	if err != nil {
+		return fail("%v", err)
+	}
+	serial, closeSerial, err := mf.serialInput()
+	if err != nil {
+		return fail("serial input: %v", err)
+	}
+	defer closeSerial()
+	live := recorder.NewLive(serial, *mf.timeout)
+	defer live.Stop()
+	m, err := machine.New(machine.Config{MemoryBytes: *mf.mem << 20, Image: image, Console: os.Stdout, Hooks: live})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer m.Close()
+	m.Warnings = os.Stderr
+	res, err := m.Run()
+	if err != nil {
+		return fail("%v", err)
+	}
+	return reportResult(res)
+}

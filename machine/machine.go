@@ -1,0 +1,529 @@
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"runtime"
+	"sync"
+	"time"
+
+	"vmrr/machine/kvm"
+)
+
+// DefaultMemory is the guest RAM size when Config.MemoryBytes is zero.
+const DefaultMemory = 64 << 20
+
+// Config describes a machine to build.
+type Config struct {
+	MemoryBytes uint64       // guest RAM; DefaultMemory if zero
+	Image       []byte       // the guest image
+	Boot        BootProtocol // "" detects it from the image
+	Console     io.Writer    // COM1 output; io.Discard if nil
+	Hooks       Hooks        // where outside-world inputs come from; required
+	// CPUID is the table the guest sees; nil derives a fixed table from
+	// what this host's KVM supports (DefaultCPUID).
+	CPUID []kvm.CPUIDEntry2
+}
+
+// InputKind says which device register an outside-world input is for.
+type InputKind int
+
+// Device reads whose value depends on the outside world (time).
+const (
+	InputPIT    InputKind = iota + 1 // an 8254 counter read
+	InputPort61                      // port 0x61 (refresh toggle and timer 2 output)
+	InputRTC                         // a CMOS RTC data read
+)
+
+// Input describes one outside-world device read.
+type Input struct {
+	Kind InputKind
+	Port uint16
+	Size uint8
+}
+
+// Hooks is the seam between the machine and whoever decides what the
+// outside world does: the live runner and recorder (host clock, host RNG,
+// stdin) or the replayer (the log). The exit loop calls them; a hook that
+// returns ErrStop makes Run return with ReasonStopped.
+type Hooks interface {
+	// BeforeRun is called before every entry into the guest: deliver
+	// asynchronous events due now (RaiseIRQ, UART().Receive), arm kicks or
+	// breakpoints.
+	BeforeRun(m *Machine) error
+	// Idle is called when the guest halted with interrupts enabled and no
+	// interrupt pending: deliver the next event, waiting for it if live.
+	Idle(m *Machine) error
+	// Input supplies an outside-world device value; live computes it from
+	// the host (a replayer must not call it).
+	Input(m *Machine, in Input, live func() uint64) (uint64, error)
+	// NonDet supplies a non-deterministic instruction's result (kind is a
+	// RingKind*) for instructions the VMM emulates.
+	NonDet(m *Machine, kind int) (uint64, error)
+	// Port is offered accesses to ports with no device model (the trap and
+	// ring doorbell ports); it returns false to leave them unclaimed.
+	Port(m *Machine, port uint16, out bool, data []byte) (bool, error)
+	// Debug is called at a debug exit (single-step or hardware breakpoint).
+	Debug(m *Machine, d kvm.DebugExit) error
+	// Interrupted is called when the vCPU was kicked out of the guest.
+	Interrupted(m *Machine) error
+	// Now is the host time since the start, for stamping device state that
+	// only live inputs use; a replayer returns 0.
+	Now() time.Duration
+}
+
+// ErrStop is returned by a hook to make Run return ReasonStopped.
+var ErrStop = errors.New("machine: stop requested")
+
+// Reason says why a run ended.
+type Reason int
+
+// How a run can end. Every value but ReasonExited is a guest failure of
+// its own kind, with its own process status (see ExitStatus).
+const (
+	ReasonExited     Reason = iota + 1 // the guest wrote the debug-exit port
+	ReasonTripleFault                  // KVM_EXIT_SHUTDOWN
+	ReasonInternal                     // KVM could not run the guest and vmrr could not help
+	ReasonHung                         // halted with interrupts disabled: nothing can wake it
+	ReasonTimeout                      // the run's time limit passed
+	ReasonStopped                      // a hook asked to stop (debugger)
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonExited:
+		return "exited"
+	case ReasonTripleFault:
+		return "triple fault"
+	case ReasonInternal:
+		return "internal error"
+	case ReasonHung:
+		return "hung"
+	case ReasonTimeout:
+		return "timeout"
+	case ReasonStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}
+
+// Process exit statuses for guest failures. Debug-exit statuses are odd
+// ((value<<1)|1); these are even so they never collide.
+const (
+	StatusTripleFault = 64
+	StatusInternal    = 66
+	StatusHung        = 68
+	StatusTimeout     = 70
+)
+
+// Result is how a run ended.
+type Result struct {
+	Reason  Reason
+	Status  int    // process exit status (see ExitStatus)
+	Value   uint32 // the value written to the debug-exit port
+	RIP     uint64
+	Pos     Position
+	Message string // one line: reason, RIP, exit count, detail
+}
+
+// Position is a point in a run: deterministic exits so far, and
+// instructions executed so far (where the host has an exact counter).
+type Position struct {
+	Exit uint64
+	Insn uint64
+}
+
+func (p Position) String() string { return fmt.Sprintf("exit %d insn %d", p.Exit, p.Insn) }
+
+// Machine is a KVM VM with one vCPU, RAM, devices and the exit loop.
+type Machine struct {
+	sys   *kvm.System
+	vm    *kvm.VM
+	vcpu  *kvm.VCPU
+	mem   *Memory
+	hooks Hooks
+	boot  BootProtocol
+	cpuid []kvm.CPUIDEntry2
+
+	pic  *PIC
+	pit  *PIT
+	rtc  *RTC
+	uart *UART
+
+	exits     uint64
+	insnBase  uint64
+	unknown   map[uint16]bool // unknown ports already reported
+	Warnings  io.Writer       // where one-time warnings go (unknown ports); nil = none
+	debugCtl  kvm.GuestDebug
+	tscAux    uint64
+	result    *Result
+	closeOnce sync.Once
+}
+
+var kickOnce sync.Once
+
+// New builds a machine and loads the image. The caller must Close it.
+func New(cfg Config) (m *Machine, err error) {
+	if cfg.Hooks == nil {
+		return nil, errors.New("machine: no hooks")
+	}
+	if cfg.MemoryBytes == 0 {
+		cfg.MemoryBytes = DefaultMemory
+	}
+	if cfg.MemoryBytes < 2<<20 || cfg.MemoryBytes%4096 != 0 || cfg.MemoryBytes > 4<<30 {
+		return nil, fmt.Errorf("machine: memory size %d: want a multiple of 4 KiB between 2 MiB and 4 GiB", cfg.MemoryBytes)
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	boot := cfg.Boot
+	if boot == "" {
+		if boot, err = DetectBoot(cfg.Image); err != nil {
+			return nil, err
+		}
+	}
+	kickOnce.Do(func() { signal.Ignore(kvm.KickSignal) })
+	sys, err := kvm.Open()
+	if err != nil {
+		return nil, err
+	}
+	m = &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.vm, err = sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	// Intel needs these three pages for real mode; they sit above RAM.
+	if err := m.vm.SetTSSAddr(0xfffbd000); err != nil {
+		return nil, err
+	}
+	if m.mem, err = newMemory(cfg.MemoryBytes); err != nil {
+		return nil, err
+	}
+	if err := m.vm.SetMemoryRegion(0, 0, 0, m.mem.b); err != nil {
+		return nil, err
+	}
+	if m.vcpu, err = m.vm.CreateVCPU(0); err != nil {
+		return nil, err
+	}
+	m.cpuid = cfg.CPUID
+	if m.cpuid == nil {
+		if m.cpuid, err = DefaultCPUID(sys); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.vcpu.SetCPUID(m.cpuid); err != nil {
+		return nil, err
+	}
+	m.pic = newPIC()
+	m.pit = newPIT()
+	m.rtc = newRTC()
+	m.uart = newUART(cfg.Console, m.pic.Raise)
+	m.initRing()
+	if err := m.load(cfg.Image, boot); err != nil {
+		return nil, err
+	}
+	if m.vcpu.HasInsnCounter() {
+		if m.insnBase, err = m.vcpu.InsnCount(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Close releases the VM.
+func (m *Machine) Close() error {
+	m.closeOnce.Do(func() {
+		if m.vcpu != nil {
+			m.vcpu.Close()
+		}
+		if m.vm != nil {
+			m.vm.Close()
+		}
+		if m.mem != nil {
+			m.mem.free()
+		}
+		if m.sys != nil {
+			m.sys.Close()
+		}
+	})
+	return nil
+}
+
+// initRing writes the ring header; recorder and replayer set RecMask.
+func (m *Machine) initRing() {
+	hdr := make([]byte, RingEntries)
+	m.mem.WritePhys(RingBase, hdr)
+	m.mem.PutUint32(RingBase+RingOffMagic, RingMagic)
+	m.mem.PutUint32(RingBase+RingOffVersion, RingVersion)
+	m.mem.PutUint32(RingBase+RingOffCapacity, RingCapacity)
+	m.mem.PutUint32(RingBase+RingOffEntrySz, RingEntrySize)
+}
+
+// Boot is the boot protocol the image was loaded with.
+func (m *Machine) Boot() BootProtocol { return m.boot }
+
+// CPUID is the table the guest sees.
+func (m *Machine) CPUID() []kvm.CPUIDEntry2 { return m.cpuid }
+
+// Memory is guest RAM.
+func (m *Machine) Memory() *Memory { return m.mem }
+
+// VCPU is the vCPU, for hooks that arm breakpoints or read registers.
+func (m *Machine) VCPU() *kvm.VCPU { return m.vcpu }
+
+// UART is COM1.
+func (m *Machine) UART() *UART { return m.uart }
+
+// PIT is the 8254.
+func (m *Machine) PIT() *PIT { return m.pit }
+
+// RaiseIRQ signals an edge on an ISA interrupt line.
+func (m *Machine) RaiseIRQ(irq int) { m.pic.Raise(irq) }
+
+// HasInsnCounter reports whether positions include an exact instruction count.
+func (m *Machine) HasInsnCounter() bool { return m.vcpu.HasInsnCounter() }
+
+// Position is the current position. It reads the instruction counter.
+func (m *Machine) Position() Position {
+	p := Position{Exit: m.exits}
+	if m.vcpu.HasInsnCounter() {
+		n, err := m.vcpu.InsnCount()
+		if err == nil {
+			p.Insn = n - m.insnBase
+		}
+	}
+	return p
+}
+
+// Exits is the number of deterministic exits so far.
+func (m *Machine) Exits() uint64 { return m.exits }
+
+// SetTSCAux sets IA32_TSC_AUX as RDTSCP and RDPID see it.
+func (m *Machine) SetTSCAux(v uint64) { m.tscAux = v }
+
+// SetGuestDebug sets the VMM's single-step flag and hardware breakpoints
+// (up to four execute breakpoints; nil disarms them).
+func (m *Machine) SetGuestDebug(step bool, breakpoints []uint64) error {
+	if len(breakpoints) > 4 {
+		return fmt.Errorf("machine: %d hardware breakpoints, at most 4", len(breakpoints))
+	}
+	d := kvm.GuestDebug{}
+	if step || len(breakpoints) > 0 {
+		d.Control = kvm.GuestDbgEnable
+	}
+	if step {
+		d.Control |= kvm.GuestDbgSingleStep
+	}
+	if len(breakpoints) > 0 {
+		d.Control |= kvm.GuestDbgUseHWBP
+		var dr7 uint64
+		for i, a := range breakpoints {
+			d.DebugReg[i] = a
+			dr7 |= 1 << (2 * i) // local enable, execute, length 1
+		}
+		d.DebugReg[7] = dr7 | 0x400
+	}
+	if d == m.debugCtl {
+		return nil
+	}
+	m.debugCtl = d
+	return m.vcpu.SetGuestDebug(&d)
+}
+
+// Run runs the guest until it ends or a hook stops it. It locks the
+// calling goroutine to its OS thread while the vCPU runs.
+func (m *Machine) Run() (Result, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m.result = nil
+	for m.result == nil {
+		if err := m.step(); err != nil {
+			if errors.Is(err, ErrStop) {
+				return m.finish(ReasonStopped, 0, "stopped"), nil
+			}
+			return Result{}, err
+		}
+	}
+	return *m.result, nil
+}
+
+// finish builds the run's result, naming RIP and the position.
+func (m *Machine) finish(r Reason, value uint32, detail string) Result {
+	regs, _ := m.vcpu.Regs()
+	res := Result{Reason: r, Value: value, RIP: regs.RIP, Pos: m.Position()}
+	switch r {
+	case ReasonExited:
+		res.Status = int(value<<1 | 1)
+		res.Message = fmt.Sprintf("guest exited with value %d (status %d) at RIP %#x, exit %d", value, res.Status, regs.RIP, m.exits)
+		return res
+	case ReasonTripleFault:
+		res.Status = StatusTripleFault
+	case ReasonInternal:
+		res.Status = StatusInternal
+	case ReasonHung:
+		res.Status = StatusHung
+	case ReasonTimeout:
+		res.Status = StatusTimeout
+	}
+	res.Message = fmt.Sprintf("%s at RIP %#x, exit %d", r, regs.RIP, m.exits)
+	if detail != "" {
+		res.Message += ": " + detail
+	}
+	return res
+}
+
+// End makes the current Run return with the given reason after this exit;
+// hooks use it for timeouts.
+func (m *Machine) End(r Reason, detail string) {
+	res := m.finish(r, 0, detail)
+	m.result = &res
+}
+
+// step is one trip through the exit loop: hooks, interrupt injection,
+// KVM_RUN, and dispatch of the exit.
+func (m *Machine) step() error {
+	if err := m.hooks.BeforeRun(m); err != nil {
+		return err
+	}
+	if m.result != nil {
+		return nil
+	}
+	run := m.vcpu.State()
+	if _, ok := m.pic.Pending(); ok {
+		if run.ReadyForInterruptInjection != 0 && run.IFFlag != 0 {
+			vec, _ := m.pic.Acknowledge()
+			if err := m.vcpu.Interrupt(vec); err != nil {
+				return err
+			}
+			run.RequestInterruptWindow = 0
+		} else {
+			run.RequestInterruptWindow = 1
+		}
+	} else {
+		run.RequestInterruptWindow = 0
+	}
+	err := m.vcpu.Run()
+	if errors.Is(err, kvm.ErrInterrupted) {
+		return m.hooks.Interrupted(m)
+	}
+	if err != nil {
+		return err
+	}
+	return m.dispatch()
+}
+
+func (m *Machine) dispatch() error {
+	run := m.vcpu.State()
+	switch run.ExitReason {
+	case kvm.ExitIO:
+		m.exits++
+		return m.handleIO()
+	case kvm.ExitMMIO:
+		m.exits++
+		return m.handleMMIO()
+	case kvm.ExitHLT:
+		m.exits++
+		return m.handleHLT()
+	case kvm.ExitIRQWindowOpen, kvm.ExitIntr:
+		return nil
+	case kvm.ExitDebug:
+		return m.hooks.Debug(m, *m.vcpu.Debug())
+	case kvm.ExitShutdown:
+		m.exits++
+		res := m.finish(ReasonTripleFault, 0, "the guest shut the machine down (an exception it could not handle)")
+		m.result = &res
+		return nil
+	case kvm.ExitInternalError:
+		m.exits++
+		return m.handleInternal()
+	case kvm.ExitX86RDMSR, kvm.ExitX86WRMSR:
+		m.exits++
+		return m.handleMSR(run.ExitReason == kvm.ExitX86WRMSR)
+	case kvm.ExitFailEntry:
+		res := m.finish(ReasonInternal, 0, "KVM refused to enter the guest (invalid vCPU state)")
+		m.result = &res
+		return nil
+	}
+	res := m.finish(ReasonInternal, 0, fmt.Sprintf("unexpected KVM exit reason %d", run.ExitReason))
+	m.result = &res
+	return nil
+}
+
+func (m *Machine) handleHLT() error {
+	run := m.vcpu.State()
+	if _, ok := m.pic.Pending(); ok {
+		return nil
+	}
+	if run.IFFlag == 0 {
+		res := m.finish(ReasonHung, 0, "halted with interrupts disabled")
+		m.result = &res
+		return nil
+	}
+	for m.result == nil {
+		if err := m.hooks.Idle(m); err != nil {
+			return err
+		}
+		if _, ok := m.pic.Pending(); ok {
+			return nil
+		}
+	}
+	return nil
+}
+
+// handleMMIO: there are no MMIO devices; reads see all ones.
+func (m *Machine) handleMMIO() error {
+	mm := m.vcpu.MMIO()
+	if mm.IsWrite == 0 {
+		for i := range mm.Data {
+			mm.Data[i] = 0xff
+		}
+	}
+	return nil
+}
+
+// MSRs vmrr intercepts.
+const (
+	msrTSC    = 0x10
+	msrTSCAux = 0xc0000103
+)
+
+func (m *Machine) handleMSR(write bool) error {
+	e := m.vcpu.MSR()
+	switch {
+	case e.Index == msrTSC && !write:
+		v, err := m.hooks.NonDet(m, RingKindRDTSC)
+		if err != nil {
+			return err
+		}
+		e.Data, e.Error = v, 0
+	case e.Index == msrTSCAux && !write:
+		e.Data, e.Error = m.tscAux, 0
+	case e.Index == msrTSCAux && write:
+		m.tscAux, e.Error = e.Data&0xffffffff, 0
+	default:
+		e.Error = 1 // #GP: the guest may not set the TSC
+	}
+	return nil
+}
+
+// warnOnce reports an unknown port once per port.
+func (m *Machine) warnOnce(port uint16, out bool) {
+	if m.unknown[port] || m.Warnings == nil {
+		return
+	}
+	m.unknown[port] = true
+	dir := "read"
+	if out {
+		dir = "write"
+	}
+	fmt.Fprintf(m.Warnings, "vmrr: guest %s of unknown port %#x (reads give 0xff, writes are ignored; reported once)\n", dir, port)
+}
+
+// Pending reports whether the PIC has an interrupt to deliver.
+func (m *Machine) Pending() bool { _, ok := m.pic.Pending(); return ok }

@@ -1,0 +1,231 @@
+// Package recorder drives a machine live, with the host clock, the host's
+// random numbers and real serial input, and writes every non-deterministic
+// input it gives the guest to a log.
+package recorder
+
+import (
+	"io"
+	"sync"
+	"time"
+
+	"vmrr/machine"
+	"vmrr/machine/kvm"
+	"vmrr/nondet"
+)
+
+// maxLateTicks bounds how many timer ticks are delivered back to back after
+// the vCPU was away (the host was busy): like a real PIT whose interrupt is
+// not acknowledged, later ticks are lost, not queued.
+const maxLateTicks = 1
+
+// Live is the outside world of a live run: the host clock drives the PIT,
+// serial input comes from a reader, and non-deterministic instructions run
+// on the host. It implements machine.Hooks. The recorder wraps it and logs
+// what it delivers; `vmrr run` uses it alone.
+type Live struct {
+	start    time.Time
+	deadline time.Time // zero: no time limit
+
+	nextTick time.Duration
+	ticking  bool
+
+	serialMu  sync.Mutex
+	serialIn  []byte
+	serialEOF bool
+	hasSerial bool
+	wake      chan struct{} // serial input arrived
+
+	kickMu sync.Mutex
+	kick   *time.Timer
+	vcpu   *kvm.VCPU
+
+	// OnTick and OnSerial, if set, are told of each delivery (the recorder).
+	OnTick   func(m *machine.Machine)
+	OnSerial func(m *machine.Machine, b []byte)
+}
+
+// NewLive makes a live outside world. serial may be nil; timeout 0 means
+// no limit.
+func NewLive(serial io.Reader, timeout time.Duration) *Live {
+	l := &Live{start: time.Now(), wake: make(chan struct{}, 1)}
+	if timeout > 0 {
+		l.deadline = l.start.Add(timeout)
+	}
+	if serial != nil {
+		l.hasSerial = true
+		go l.readSerial(serial)
+	}
+	return l
+}
+
+func (l *Live) readSerial(r io.Reader) {
+	buf := make([]byte, 256)
+	for {
+		n, err := r.Read(buf)
+		l.serialMu.Lock()
+		l.serialIn = append(l.serialIn, buf[:n]...)
+		if err != nil {
+			l.serialEOF = true
+		}
+		vcpu := l.vcpu
+		l.serialMu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+		if vcpu != nil && n > 0 {
+			vcpu.Kick()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Now is the time since the run started.
+func (l *Live) Now() time.Duration { return time.Since(l.start) }
+
+// deliver raises what is due now: timer ticks and serial bytes.
+func (l *Live) deliver(m *machine.Machine) {
+	now := l.Now()
+	if m.PIT().TakeChanged() {
+		p, ok := m.PIT().Period()
+		l.ticking = ok
+		l.nextTick = now + p
+	}
+	if l.ticking && now >= l.nextTick {
+		p, _ := m.PIT().Period()
+		m.RaiseIRQ(machine.IRQTimer)
+		m.PIT().Fired()
+		if l.OnTick != nil {
+			l.OnTick(m)
+		}
+		l.nextTick += p
+		if late := now - l.nextTick; late > time.Duration(maxLateTicks)*p {
+			l.nextTick = now + p
+		}
+		if !m.PIT().Periodic() {
+			l.ticking = false
+		}
+	}
+	l.serialMu.Lock()
+	in := l.serialIn
+	l.serialIn = nil
+	l.serialMu.Unlock()
+	if len(in) > 0 {
+		m.UART().Receive(in)
+		if l.OnSerial != nil {
+			l.OnSerial(m, in)
+		}
+	}
+}
+
+// BeforeRun delivers due events and arms a kick for the next tick.
+func (l *Live) BeforeRun(m *machine.Machine) error {
+	if l.vcpu == nil {
+		l.serialMu.Lock()
+		l.vcpu = m.VCPU()
+		l.serialMu.Unlock()
+	}
+	l.deliver(m)
+	if !l.deadline.IsZero() && time.Now().After(l.deadline) {
+		m.End(machine.ReasonTimeout, "time limit reached")
+		return nil
+	}
+	l.armKick(m)
+	return nil
+}
+
+// armKick sets the timer that kicks the vCPU out of the guest at the next
+// tick or the deadline, whichever is first.
+func (l *Live) armKick(m *machine.Machine) {
+	var at time.Duration = -1
+	if l.ticking {
+		at = l.nextTick
+	}
+	if !l.deadline.IsZero() {
+		if d := l.deadline.Sub(l.start); at < 0 || d < at {
+			at = d
+		}
+	}
+	if at < 0 {
+		return
+	}
+	wait := at - l.Now()
+	l.kickMu.Lock()
+	defer l.kickMu.Unlock()
+	if l.kick == nil {
+		vcpu := m.VCPU()
+		l.kick = time.AfterFunc(wait, vcpu.Kick)
+		return
+	}
+	l.kick.Reset(wait)
+}
+
+// Idle waits for the next tick, serial input or the deadline.
+func (l *Live) Idle(m *machine.Machine) error {
+	for {
+		l.deliver(m)
+		if m.Pending() {
+			return nil
+		}
+		var timer <-chan time.Time
+		wait := time.Duration(-1)
+		if l.ticking {
+			wait = l.nextTick - l.Now()
+		}
+		if !l.deadline.IsZero() {
+			if d := time.Until(l.deadline); wait < 0 || d < wait {
+				wait = d
+			}
+			if wait <= 0 && time.Now().After(l.deadline) {
+				m.End(machine.ReasonTimeout, "time limit reached while the guest was idle")
+				return nil
+			}
+		}
+		l.serialMu.Lock()
+		noInput := !l.hasSerial || (l.serialEOF && len(l.serialIn) == 0)
+		l.serialMu.Unlock()
+		if wait < 0 && noInput {
+			m.End(machine.ReasonHung, "halted waiting for an interrupt that can never come (no timer, no serial input)")
+			return nil
+		}
+		if wait >= 0 {
+			t := time.NewTimer(max(wait, 0))
+			timer = t.C
+			defer t.Stop()
+		}
+		select {
+		case <-timer:
+		case <-l.wake:
+		}
+	}
+}
+
+// Input returns the live value.
+func (l *Live) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
+	return live(), nil
+}
+
+// NonDet executes the instruction on the host.
+func (l *Live) NonDet(m *machine.Machine, kind int) (uint64, error) { return nondet.Host(kind) }
+
+// Port claims nothing by itself.
+func (l *Live) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
+	return false, nil
+}
+
+// Debug ignores debug exits: a live run sets no breakpoints.
+func (l *Live) Debug(m *machine.Machine, d kvm.DebugExit) error { return nil }
+
+// Interrupted has nothing to do: BeforeRun delivers what is due.
+func (l *Live) Interrupted(m *machine.Machine) error { return nil }
+
+// Stop releases the kick timer.
+func (l *Live) Stop() {
+	l.kickMu.Lock()
+	defer l.kickMu.Unlock()
+	if l.kick != nil {
+		l.kick.Stop()
+	}
+}
