@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"runtime"
 	"sync"
@@ -164,6 +165,17 @@ type Machine struct {
 
 var kickOnce sync.Once
 
+// catchKicks installs a handler for the kick signal. An ignored signal would
+// not interrupt KVM_RUN, and an unhandled one would kill the process.
+func catchKicks() {
+	c := make(chan os.Signal, 16)
+	signal.Notify(c, kvm.KickSignal)
+	go func() {
+		for range c {
+		}
+	}()
+}
+
 // New builds a machine and loads the image. The caller must Close it.
 func New(cfg Config) (m *Machine, err error) {
 	if cfg.Hooks == nil {
@@ -184,7 +196,7 @@ func New(cfg Config) (m *Machine, err error) {
 			return nil, err
 		}
 	}
-	kickOnce.Do(func() { signal.Ignore(kvm.KickSignal) })
+	kickOnce.Do(catchKicks)
 	sys, err := kvm.Open()
 	if err != nil {
 		return nil, err
