@@ -34,7 +34,9 @@ func Translate(mem Memory, mode Mode, cr3 uint64, va uint64, acc Access, flags F
 
 	top := topLevel(mode)
 	esize := entrySize(mode)
-	w := Walk{Writable: true, User: true, Tables: make([]uint64, 0, top), Entries: make([]uint64, 0, top)}
+	// One backing array for both lists; the capacity limits keep their appends apart.
+	lists := make([]uint64, 2*top)
+	w := Walk{Writable: true, User: true, Tables: lists[:0:top], Entries: lists[top:top:2*top]}
 	var buf [8]byte
 	table := rootTable(mode, cr3)
 	for level := top; ; level-- {
