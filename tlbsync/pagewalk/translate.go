@@ -36,7 +36,7 @@ func Translate(mem Memory, mode Mode, cr3 uint64, va uint64, acc Access, flags F
 	esize := entrySize(mode)
 	// One backing array for both lists; the capacity limits keep their appends apart.
 	lists := make([]uint64, 2*top)
-	w := Walk{Writable: true, User: true, Tables: lists[:0:top], Entries: lists[top:top:2*top]}
+	w := Walk{Writable: true, User: true, Tables: lists[:0:top], Entries: lists[top : top : 2*top]}
 	var buf [8]byte
 	table := rootTable(mode, cr3)
 	for level := top; ; level-- {
