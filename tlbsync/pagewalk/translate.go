@@ -13,7 +13,8 @@ import (
 // long-mode address returns ErrNonCanonical; a 32-bit mode address above 4 GiB is an error. On
 // failure the returned Walk still lists the tables and entries read so far. With paging off
 // (ModeNone) the address is its own translation. Accessed and dirty bits are not set: that is
-// the caller's business if it emulates the access.
+// the caller's business if it emulates the access. A PAE PDPTE with reserved bits is reported
+// as a reserved-bit fault at level 3, although the CPU raises #GP when it loads CR3 instead.
 func Translate(mem Memory, mode Mode, cr3 uint64, va uint64, acc Access, flags Flags) (Walk, error) {
 	if mode == ModeNone {
 		return Walk{Phys: va, PageSize: 4096, Writable: true, User: true}, nil
