@@ -1,0 +1,236 @@
+// Package x86emu is vmrr's fallback instruction emulator.
+//
+// KVM emulates CPL0 guest code on this project's hosts, and its in-kernel
+// emulator gives up on some instructions with KVM_EXIT_INTERNAL_ERROR,
+// suberror 1: 32-bit IRET, INT n, RDTSCP, POPCNT and, in 32-bit mode, RDRAND
+// and RDSEED. Every interrupt handler of a 32-bit guest ends in IRET, so the
+// machine's exit loop hands such an instruction to Step, which decodes it at
+// CS:RIP (golang.org/x/arch/x86/x86asm, plus its own decoder for the 0f c7
+// group that x86asm gets wrong), executes it on a copy of the vCPU state and
+// guest memory, and commits the result only if the instruction completes.
+//
+// An exception the instruction raises is delivered to the guest the way the
+// processor does (Intel SDM vol. 3, chapter 6): through the IVT in real mode,
+// through 8-byte gates in protected mode with a TSS stack switch on a
+// privilege change, through 16-byte gates in long mode; #DF when delivery
+// itself faults, ErrTripleFault when that fails too. Non-deterministic values
+// (RDTSC, RDTSCP, RDRAND, RDSEED) come from Env.NonDet, the same source the
+// recorder logs and the replayer reads, and NonDet is called only after every
+// check that could fault, so a faulting instruction never consumes a value.
+//
+// The package is pure Go: no KVM calls. Task switches, virtual-8086 mode and
+// call gates are out of scope and end the run with an UnsupportedError.
+package x86emu
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"vmrr/machine/kvm"
+)
+
+// CPU is the vCPU state Step reads and updates.
+type CPU struct {
+	Regs  kvm.Regs
+	Sregs kvm.Sregs
+	// TSCAux is IA32_TSC_AUX, the value RDTSCP puts in ECX and RDPID returns.
+	TSCAux uint64
+}
+
+// NonDetKind names the non-deterministic instruction a value is for. The
+// numbering is the ring's (machine.RingKindRDTSC and following), so the
+// machine can pass it through unchanged.
+type NonDetKind int
+
+// Non-deterministic value kinds.
+const (
+	NonDetRDTSC  NonDetKind = 1
+	NonDetRDTSCP NonDetKind = 2
+	NonDetRDRAND NonDetKind = 3
+	NonDetRDSEED NonDetKind = 4
+	NonDetRDPID  NonDetKind = 5
+)
+
+// String names the instruction.
+func (k NonDetKind) String() string {
+	switch k {
+	case NonDetRDTSC:
+		return "RDTSC"
+	case NonDetRDTSCP:
+		return "RDTSCP"
+	case NonDetRDRAND:
+		return "RDRAND"
+	case NonDetRDSEED:
+		return "RDSEED"
+	case NonDetRDPID:
+		return "RDPID"
+	}
+	return fmt.Sprintf("NonDetKind(%d)", int(k))
+}
+
+// Env is guest memory and the source of non-deterministic values.
+type Env interface {
+	// ReadPhys reads guest physical memory; it fails outside RAM.
+	ReadPhys(gpa uint64, b []byte) error
+	// WritePhys writes guest physical memory; it fails outside RAM.
+	WritePhys(gpa uint64, b []byte) error
+	// Translate maps a linear address when CR0.PG=1. ok=false means a page
+	// fault with the given x86 #PF error code.
+	Translate(cpu *CPU, linear uint64, write, user, fetch bool) (gpa uint64, pfErrCode uint32, ok bool)
+	// NonDet supplies a non-deterministic value: the recorder executes the
+	// instruction on the host and logs the value, the replayer reads it from
+	// the log. RDTSCP's aux comes from CPU.TSCAux, not from here.
+	NonDet(kind NonDetKind) (uint64, error)
+}
+
+// Result says what Step did.
+type Result struct {
+	// Inst is the disassembly, e.g. "IRETD", "INT 0x80"; empty when the
+	// instruction could not be fetched.
+	Inst string
+	// Len is the instruction's length in bytes (0 if not decoded).
+	Len int
+	// Fault is non-nil when the instruction raised an exception that Step
+	// delivered to the guest. It names the exception the guest's handler
+	// received, after any escalation to #DF. INT n, INT3 and INTO calling
+	// their handler are the instruction working, not faults.
+	Fault *Fault
+}
+
+// Fault is an exception Step delivered to the guest.
+type Fault struct {
+	Vector       uint8
+	ErrorCode    uint32
+	HasErrorCode bool
+}
+
+// String formats the fault like "#GP(0x402)".
+func (f *Fault) String() string {
+	name := vectorName(f.Vector)
+	if f.HasErrorCode {
+		return fmt.Sprintf("%s(%#x)", name, f.ErrorCode)
+	}
+	return name
+}
+
+// UnsupportedError reports an instruction (or a case of one) that x86emu does
+// not emulate. The machine ends the run with it as the crash report.
+type UnsupportedError struct {
+	RIP    uint64
+	Mode   string
+	Bytes  []byte
+	Disasm string
+	// Why, if set, says which case of the instruction is missing.
+	Why string
+}
+
+// Error formats "cannot emulate <disasm> (bytes 0f 0b) at RIP 0x... in <mode> mode".
+func (e *UnsupportedError) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "cannot emulate %s (bytes", e.Disasm)
+	for _, b := range e.Bytes {
+		fmt.Fprintf(&sb, " %02x", b)
+	}
+	fmt.Fprintf(&sb, ") at RIP %#x in %s mode", e.RIP, e.Mode)
+	if e.Why != "" {
+		sb.WriteString(": ")
+		sb.WriteString(e.Why)
+	}
+	return sb.String()
+}
+
+// ErrTripleFault means delivering a fault failed, and so did delivering the
+// double fault that followed: the processor would shut down, and so does the
+// machine.
+var ErrTripleFault = errors.New("x86emu: triple fault")
+
+// Mode names the vCPU's execution mode: "real", "protected16",
+// "protected32", "long64", "compat", or "vm86" (virtual-8086, not emulated).
+func Mode(cpu *CPU) string {
+	switch modeOf(cpu) {
+	case modeReal:
+		return "real"
+	case modeVM86:
+		return "vm86"
+	case modeProt16:
+		return "protected16"
+	case modeProt32:
+		return "protected32"
+	case modeCompat:
+		return "compat"
+	default:
+		return "long64"
+	}
+}
+
+type cpuMode int
+
+const (
+	modeReal cpuMode = iota
+	modeVM86
+	modeProt16
+	modeProt32
+	modeCompat
+	modeLong64
+)
+
+func modeOf(c *CPU) cpuMode {
+	switch {
+	case c.Sregs.CR0&kvm.CR0PE == 0:
+		return modeReal
+	case c.Sregs.EFER&kvm.EFERLMA != 0:
+		if c.Sregs.CS.L != 0 {
+			return modeLong64
+		}
+		return modeCompat
+	case c.Regs.RFLAGS&kvm.FlagVM != 0:
+		return modeVM86
+	case c.Sregs.CS.DB != 0:
+		return modeProt32
+	}
+	return modeProt16
+}
+
+// Step emulates the one instruction at CS:RIP, updating cpu (RIP, registers,
+// flags, segment state) and memory through env. An exception the instruction
+// raises is delivered to the guest and reported in Result.Fault with a nil
+// error. The error is non-nil when the run cannot go on: *UnsupportedError,
+// ErrTripleFault, or a failure of env (memory outside RAM, no logged value);
+// cpu is then unchanged except, for a triple fault, CR2.
+func Step(cpu *CPU, env Env) (Result, error) {
+	var res Result
+	work := *cpu
+	e := emu{c: &work, env: env, mode: modeOf(cpu)}
+	in, err := e.fetchDecode()
+	switch {
+	case err == nil:
+		res.Inst, res.Len = in.text, in.len
+		if e.mode == modeVM86 {
+			err = e.unsupported(&in, "virtual-8086 mode")
+		} else {
+			err = e.exec(&in)
+		}
+	case e.mode == modeVM86:
+		err = &UnsupportedError{Disasm: "(not fetched)", Why: "virtual-8086 mode"}
+	}
+	if err == nil {
+		*cpu = work
+		return res, nil
+	}
+	var x *exception
+	if errors.As(err, &x) && e.mode != modeVM86 {
+		res.Fault, err = raise(cpu, env, *x)
+	}
+	var u *UnsupportedError
+	if errors.As(err, &u) {
+		// Delivery code knows neither the instruction nor where it ran.
+		u.RIP, u.Mode = cpu.Regs.RIP, Mode(cpu)
+		if u.Bytes == nil && in.len > 0 {
+			u.Bytes = append([]byte(nil), in.bytes[:in.len]...)
+			u.Why = u.Disasm + ": " + u.Why
+			u.Disasm = in.text
+		}
+	}
+	return res, err
+}
