@@ -1,0 +1,170 @@
+package logfmt
+
+import "fmt"
+
+// Kind is the kind of an event in a recording.
+type Kind uint8
+
+// Event kinds. The numbers are part of the format: never renumber them. A
+// kind added later gets the next number; readers that do not know it refuse
+// the log with an *UnknownKindError instead of guessing at its layout.
+const (
+	KindNonDet     Kind = 1 // a non-deterministic instruction's result(s); Instr says which
+	KindPortIn     Kind = 2 // value of a port read from a device that sees the outside
+	KindMMIORead   Kind = 3 // value of an MMIO read from a device that sees the outside
+	KindInterrupt  Kind = 4 // an asynchronous interrupt injected at Pos, with a Landing
+	KindSerialRX   Kind = 5 // bytes that arrived on the serial line at Pos
+	KindCheckpoint Kind = 6 // periodic state hash
+	KindRingFlush  Kind = 7 // a batch of ring entries (the in-guest ring buffer was flushed)
+	KindEnd        Kind = 8 // written by Close; also in the footer
+
+	// maxKind is the highest kind this version reads. The event encoding
+	// keeps the kind in the low four bits of its first byte, so kinds up to
+	// 15 fit without a format change.
+	maxKind = KindEnd
+)
+
+// String names a kind the way vmrr dump prints it.
+func (k Kind) String() string {
+	switch k {
+	case KindNonDet:
+		return "nondet"
+	case KindPortIn:
+		return "port-in"
+	case KindMMIORead:
+		return "mmio-read"
+	case KindInterrupt:
+		return "irq"
+	case KindSerialRX:
+		return "serial-rx"
+	case KindCheckpoint:
+		return "checkpoint"
+	case KindRingFlush:
+		return "ring-flush"
+	case KindEnd:
+		return "end"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Non-deterministic instructions, the values of Event.Instr and
+// RingEntry.Kind. They are numbered as machine.RingKind*, so a ring entry's
+// kind can be stored as it is.
+const (
+	InstrRDTSC  uint8 = 1 // one value: the TSC
+	InstrRDTSCP uint8 = 2 // two values: the TSC, then IA32_TSC_AUX
+	InstrRDRAND uint8 = 3 // one value: the random number
+	InstrRDSEED uint8 = 4 // one value: the random seed
+	InstrRDPID  uint8 = 5 // one value: the processor ID
+)
+
+// InstrName names a non-deterministic instruction ("rdtsc", ...); unknown
+// numbers print as "instr(N)".
+func InstrName(i uint8) string {
+	switch i {
+	case InstrRDTSC:
+		return "rdtsc"
+	case InstrRDTSCP:
+		return "rdtscp"
+	case InstrRDRAND:
+		return "rdrand"
+	case InstrRDSEED:
+		return "rdseed"
+	case InstrRDPID:
+		return "rdpid"
+	}
+	return fmt.Sprintf("instr(%d)", i)
+}
+
+// Position is a point in a recording: Exit deterministic exits have happened
+// and Insn instructions have run since the last of them. In exact mode Exit
+// is 0 and Insn counts every instruction from the start. Positions order
+// lexicographically, and the events of a log never go backwards.
+type Position struct{ Exit, Insn uint64 }
+
+// Less reports whether p comes before q.
+func (p Position) Less(q Position) bool {
+	return p.Exit < q.Exit || (p.Exit == q.Exit && p.Insn < q.Insn)
+}
+
+// String prints p as vmrr dump does.
+func (p Position) String() string { return fmt.Sprintf("exit=%d insn=%d", p.Exit, p.Insn) }
+
+// Landing is where an asynchronous event was delivered when there is no
+// exact instruction count: the replayer runs to the exit count, then stops
+// at the first hit of RIP whose register and memory hashes match.
+type Landing struct {
+	RIP     uint64
+	RegHash uint64
+	MemHash uint64
+	Pages   []uint64 // pages dirtied since the previous event (guest frame numbers)
+}
+
+// RingEntry is one entry of the in-guest non-determinism ring, as the guest
+// wrote it (machine.RingEntrySize bytes: value, kind, aux).
+type RingEntry struct {
+	Kind  uint32 // an Instr* number
+	Aux   uint32 // IA32_TSC_AUX for RDTSCP
+	Value uint64
+}
+
+// Event is one record of the event stream. Only the fields its Kind names
+// are stored; the others are ignored by the writer and zero when read.
+type Event struct {
+	Kind   Kind
+	Pos    Position
+	Instr  uint8    // KindNonDet: an Instr* number
+	Values []uint64 // KindNonDet values (1 to 7; rdtscp: tsc, aux); KindPortIn/KindMMIORead: exactly one
+	Port   uint16   // KindPortIn
+	Addr   uint64   // KindMMIORead
+	Size   uint8    // KindPortIn/KindMMIORead access size in bytes
+	Vector uint8    // KindInterrupt
+	// Landing is where a KindInterrupt was delivered.
+	Landing Landing
+	Data    []byte // KindSerialRX
+	// RIP, RegHash and MemHash are a KindCheckpoint's state.
+	RIP, RegHash, MemHash uint64
+	Ring                  []RingEntry // KindRingFlush
+	End                   *EndRecord  // KindEnd
+}
+
+// EndRecord says how a recording ended. Close writes it as the last event
+// and again in the footer.
+type EndRecord struct {
+	Reason    string // one line: "guest exited", "triple fault at ...", "interrupted"
+	Status    int    // the exit status vmrr record returned
+	RIP       uint64
+	StateHash uint64
+	Events    uint64   // events before the end event; Close fills it in
+	Pos       Position // where the run ended
+}
+
+// FixedSize is the size of e written the simple way: every number as a
+// fixed-width field (8 bytes for values, addresses and positions), no
+// deltas, no compression. It is the baseline the format's size is measured
+// against (vmrr dump --stats, the benchmarks).
+func FixedSize(e *Event) int {
+	n := 1 + 16 // kind, position
+	switch e.Kind {
+	case KindNonDet:
+		n += 2 + 8*len(e.Values)
+	case KindPortIn:
+		n += 2 + 1 + 8
+	case KindMMIORead:
+		n += 8 + 1 + 8
+	case KindInterrupt:
+		n += 1 + 24 + 4 + 8*len(e.Landing.Pages)
+	case KindSerialRX:
+		n += 4 + len(e.Data)
+	case KindCheckpoint:
+		n += 24
+	case KindRingFlush:
+		n += 4 + 16*len(e.Ring)
+	case KindEnd:
+		n += 4 + 32
+		if e.End != nil {
+			n += len(e.End.Reason)
+		}
+	}
+	return n
+}
