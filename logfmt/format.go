@@ -25,10 +25,10 @@ const Version = 1
 
 // Record layouts (docs/logformat.md). All integers are little-endian.
 const (
-	preludeSize     = 12             // magic, format version
-	recHeaderSize   = 16             // tag, body length, body CRC, header CRC
-	frameHeaderSize = 56             // see the frame header offsets below
-	trailerSize     = 16             // footer offset, CRC, trailer magic
+	preludeSize     = 12 // magic, format version
+	recHeaderSize   = 16 // tag, body length, body CRC, header CRC
+	frameHeaderSize = 56 // see the frame header offsets below
+	trailerSize     = 16 // footer offset, CRC, trailer magic
 
 	// Frame header field offsets.
 	fhTag        = 0

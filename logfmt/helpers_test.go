@@ -297,6 +297,7 @@ func exercise(t *testing.T, data []byte) {
 	r.SeekPosition(Position{Exit: ^uint64(0), Insn: ^uint64(0)})
 	r.Next()
 }
+
 // equalHeaders is used by tests and the fuzzer: reflect.DeepEqual would
 // tell a nil slice from an empty one and compare time.Location pointers.
 func equalHeaders(a, b *Header) bool {
