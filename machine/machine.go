@@ -84,12 +84,12 @@ type Reason int
 // How a run can end. Every value but ReasonExited is a guest failure of
 // its own kind, with its own process status (see ExitStatus).
 const (
-	ReasonExited     Reason = iota + 1 // the guest wrote the debug-exit port
-	ReasonTripleFault                  // KVM_EXIT_SHUTDOWN
-	ReasonInternal                     // KVM could not run the guest and vmrr could not help
-	ReasonHung                         // halted with interrupts disabled: nothing can wake it
-	ReasonTimeout                      // the run's time limit passed
-	ReasonStopped                      // a hook asked to stop (debugger)
+	ReasonExited      Reason = iota + 1 // the guest wrote the debug-exit port
+	ReasonTripleFault                   // KVM_EXIT_SHUTDOWN
+	ReasonInternal                      // KVM could not run the guest and vmrr could not help
+	ReasonHung                          // halted with interrupts disabled: nothing can wake it
+	ReasonTimeout                       // the run's time limit passed
+	ReasonStopped                       // a hook asked to stop (debugger)
 )
 
 func (r Reason) String() string {
@@ -153,14 +153,17 @@ type Machine struct {
 	rtc  *RTC
 	uart *UART
 
-	exits     uint64
-	insnBase  uint64
-	unknown   map[uint16]bool // unknown ports already reported
-	Warnings  io.Writer       // where one-time warnings go (unknown ports); nil = none
-	debugCtl  kvm.GuestDebug
-	tscAux    uint64
-	result    *Result
-	closeOnce sync.Once
+	exits       uint64
+	insnBase    uint64
+	unknown     map[uint16]bool // unknown ports already reported
+	Warnings    io.Writer       // where one-time warnings go (unknown ports); nil = none
+	debugCtl    kvm.GuestDebug
+	stepping    bool
+	breakpoints []uint64
+	afterIO     []func() error
+	tscAux      uint64
+	result      *Result
+	closeOnce   sync.Once
 }
 
 var kickOnce sync.Once
@@ -319,23 +322,41 @@ func (m *Machine) Exits() uint64 { return m.exits }
 // SetTSCAux sets IA32_TSC_AUX as RDTSCP and RDPID see it.
 func (m *Machine) SetTSCAux(v uint64) { m.tscAux = v }
 
-// SetGuestDebug sets the VMM's single-step flag and hardware breakpoints
-// (up to four execute breakpoints; nil disarms them).
-func (m *Machine) SetGuestDebug(step bool, breakpoints []uint64) error {
-	if len(breakpoints) > 4 {
-		return fmt.Errorf("machine: %d hardware breakpoints, at most 4", len(breakpoints))
+// TSCAux is IA32_TSC_AUX as RDTSCP and RDPID see it.
+func (m *Machine) TSCAux() uint64 { return m.tscAux }
+
+// SetSingleStep turns the VMM's single-stepping on or off.
+func (m *Machine) SetSingleStep(on bool) { m.stepping = on }
+
+// SingleStepping reports whether single-stepping is on.
+func (m *Machine) SingleStepping() bool { return m.stepping }
+
+// SetBreakpoints arms up to four hardware execute breakpoints at linear
+// addresses (nil disarms them).
+func (m *Machine) SetBreakpoints(addrs []uint64) error {
+	if len(addrs) > 4 {
+		return fmt.Errorf("machine: %d hardware breakpoints, at most 4", len(addrs))
 	}
+	m.breakpoints = append(m.breakpoints[:0], addrs...)
+	return nil
+}
+
+// Breakpoints returns the armed hardware breakpoints.
+func (m *Machine) Breakpoints() []uint64 { return m.breakpoints }
+
+// applyGuestDebug programs KVM_SET_GUEST_DEBUG when the wanted state changed.
+func (m *Machine) applyGuestDebug() error {
 	d := kvm.GuestDebug{}
-	if step || len(breakpoints) > 0 {
+	if m.stepping || len(m.breakpoints) > 0 {
 		d.Control = kvm.GuestDbgEnable
 	}
-	if step {
+	if m.stepping {
 		d.Control |= kvm.GuestDbgSingleStep
 	}
-	if len(breakpoints) > 0 {
+	if len(m.breakpoints) > 0 {
 		d.Control |= kvm.GuestDbgUseHWBP
 		var dr7 uint64
-		for i, a := range breakpoints {
+		for i, a := range m.breakpoints {
 			d.DebugReg[i] = a
 			dr7 |= 1 << (2 * i) // local enable, execute, length 1
 		}
@@ -346,6 +367,32 @@ func (m *Machine) SetGuestDebug(step bool, breakpoints []uint64) error {
 	}
 	m.debugCtl = d
 	return m.vcpu.SetGuestDebug(&d)
+}
+
+// AfterIO registers fn to run once the current port I/O exit is complete,
+// when registers may be changed (KVM finishes a PIO instruction only on the
+// next KVM_RUN; setting registers before that is undefined).
+func (m *Machine) AfterIO(fn func() error) { m.afterIO = append(m.afterIO, fn) }
+
+// completeIO finishes a pending PIO exit without running guest code
+// (KVM_RUN with immediate_exit) and runs the AfterIO functions.
+func (m *Machine) completeIO() error {
+	if len(m.afterIO) == 0 {
+		return nil
+	}
+	m.vcpu.State().ImmediateExit = 1
+	if err := m.vcpu.Run(); err != nil && !errors.Is(err, kvm.ErrInterrupted) {
+		return err
+	}
+	m.vcpu.State().ImmediateExit = 0
+	fns := m.afterIO
+	m.afterIO = nil
+	for _, fn := range fns {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Run runs the guest until it ends or a hook stops it. It locks the
@@ -406,6 +453,9 @@ func (m *Machine) step() error {
 	if m.result != nil {
 		return nil
 	}
+	if err := m.applyGuestDebug(); err != nil {
+		return err
+	}
 	run := m.vcpu.State()
 	if _, ok := m.pic.Pending(); ok {
 		if run.ReadyForInterruptInjection != 0 && run.IFFlag != 0 {
@@ -435,7 +485,10 @@ func (m *Machine) dispatch() error {
 	switch run.ExitReason {
 	case kvm.ExitIO:
 		m.exits++
-		return m.handleIO()
+		if err := m.handleIO(); err != nil {
+			return err
+		}
+		return m.completeIO()
 	case kvm.ExitMMIO:
 		m.exits++
 		return m.handleMMIO()
@@ -468,6 +521,9 @@ func (m *Machine) dispatch() error {
 }
 
 func (m *Machine) handleHLT() error {
+	if err := m.applyGuestDebug(); err != nil {
+		return err
+	}
 	run := m.vcpu.State()
 	if _, ok := m.pic.Pending(); ok {
 		return nil

@@ -94,15 +94,8 @@ func runCmd(args []string) int {
 		return fail("serial input: %v", err)
 	}
 	defer closeSerial()
-	live := recorder.NewLive(serial, *mf.timeout)
-	defer live.Stop()
-	m, err := machine.New(machine.Config{MemoryBytes: *mf.mem << 20, Image: image, Console: os.Stdout, Hooks: live})
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer m.Close()
-	m.Warnings = os.Stderr
-	res, err := m.Run()
+	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: *mf.mem << 20,
+		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr})
 	if err != nil {
 		return fail("%v", err)
 	}

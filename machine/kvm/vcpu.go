@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -81,6 +82,8 @@ type VCPU struct {
 	runMem  []byte
 	run     *RunState
 	tid     atomic.Int32
+	kickMu  sync.Mutex // orders Kick against Close
+	closed  bool
 	statsFD int
 	insnOff int64 // offset of insn_emulation in the stats fd, -1 if absent
 }
@@ -108,6 +111,9 @@ func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
 
 // Close unmaps and closes the vCPU.
 func (v *VCPU) Close() error {
+	v.kickMu.Lock()
+	v.closed = true
+	v.kickMu.Unlock()
 	if v.statsFD >= 0 {
 		unix.Close(v.statsFD)
 	}
@@ -169,6 +175,11 @@ const KickSignal = unix.SIGUSR2
 
 // Kick makes a running (or about to run) KVM_RUN return ErrInterrupted soon.
 func (v *VCPU) Kick() {
+	v.kickMu.Lock()
+	defer v.kickMu.Unlock()
+	if v.closed {
+		return
+	}
 	v.run.ImmediateExit = 1
 	if tid := v.tid.Load(); tid != 0 {
 		unix.Tgkill(unix.Getpid(), int(tid), KickSignal)

@@ -1,0 +1,60 @@
+package machine
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"hash/fnv"
+
+	"vmrr/machine/kvm"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// RegHash hashes the general registers, RIP and the arithmetic and control
+// flags. TF and RF are left out: the VMM's own single-stepping and
+// breakpoint stepping touch them.
+func RegHash(r *kvm.Regs) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, v := range RegList(r) {
+		binary.LittleEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+// RegNames names the values RegList returns, in order.
+var RegNames = []string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"}
+
+// RegList lists the registers RegHash covers, in RegNames order.
+func RegList(r *kvm.Regs) []uint64 {
+	return []uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP,
+		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP,
+		r.RFLAGS &^ (kvm.FlagTF | kvm.FlagRF)}
+}
+
+// PageHash hashes one 4 KiB guest page.
+func (m *Machine) PageHash(page uint64) uint32 {
+	return crc32.Checksum(m.mem.b[page*4096:(page+1)*4096], castagnoli)
+}
+
+// MemHash hashes guest RAM, leaving out the ring: its unread entries differ
+// between a recording (old values) and a replay (values still to come) by
+// design, and everything the guest takes from it lands in registers or
+// memory elsewhere.
+func (m *Machine) MemHash() uint64 {
+	lo := crc32.Checksum(m.mem.b[:RingBase], castagnoli)
+	hi := crc32.Checksum(m.mem.b[RingBase+RingSize:], castagnoli)
+	return uint64(lo)<<32 | uint64(hi)
+}
+
+// StateHash hashes registers and memory: equal hashes at the end of a
+// recording and of its replay mean the replay ended in the same state.
+func (m *Machine) StateHash() (uint64, error) {
+	r, err := m.vcpu.Regs()
+	if err != nil {
+		return 0, err
+	}
+	return RegHash(&r) ^ m.MemHash()*0x9e3779b97f4a7c15, nil
+}

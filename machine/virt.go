@@ -1,0 +1,51 @@
+package machine
+
+import (
+	"vmrr/machine/kvm"
+	"vmrr/tlbsync/pagewalk"
+)
+
+// CPUMode is the code size the vCPU executes in: 16, 32 or 64 bits.
+func CPUMode(s *kvm.Sregs) int {
+	switch {
+	case s.CR0&kvm.CR0PE == 0:
+		return 16
+	case s.EFER&kvm.EFERLMA != 0 && s.CS.L != 0:
+		return 64
+	case s.CS.DB != 0:
+		return 32
+	}
+	return 16
+}
+
+// Translate maps a guest linear address to a physical one through the
+// page tables that sregs point at (identity when paging is off).
+func (m *Machine) Translate(s *kvm.Sregs, va uint64) (uint64, error) {
+	mode := pagewalk.ModeOf(s.CR0, s.CR4, s.EFER)
+	if mode == pagewalk.ModeNone {
+		return va & 0xffffffff, nil
+	}
+	w, err := pagewalk.Translate(m.mem, mode, s.CR3, va, pagewalk.Access{}, pagewalk.FlagsOf(s.CR0, s.CR4, s.EFER))
+	if err != nil {
+		return 0, err
+	}
+	return w.Phys, nil
+}
+
+// ReadVirtual reads guest memory at a linear address, page by page, and
+// returns how many bytes it could read.
+func (m *Machine) ReadVirtual(s *kvm.Sregs, va uint64, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		pa, err := m.Translate(s, va+uint64(n))
+		if err != nil {
+			return n, err
+		}
+		chunk := min(len(b)-n, int(4096-(va+uint64(n))%4096))
+		if err := m.mem.ReadPhys(pa, b[n:n+chunk]); err != nil {
+			return n, err
+		}
+		n += chunk
+	}
+	return n, nil
+}

@@ -1,0 +1,182 @@
+package nondet
+
+import (
+	"fmt"
+
+	"vmrr/machine"
+)
+
+// Mode is how non-deterministic instructions the host's KVM runs natively
+// are caught.
+type Mode string
+
+// The trapping modes. Instructions KVM cannot emulate exit to vmrr's
+// emulator in both (on hosts like PVM that is RDTSCP, and in 32-bit mode
+// RDRAND and RDSEED too).
+const (
+	// ModeExact single-steps every instruction and emulates the
+	// non-deterministic ones before they run: universal, slow.
+	ModeExact Mode = "exact"
+	// ModeFast patches the instructions found in the image's code at load
+	// to trap (`out PortTrap, al`); guests may also use the paravirtual ring.
+	ModeFast Mode = "fast"
+)
+
+// ParseMode checks a --mode flag.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case ModeExact, ModeFast:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want exact or fast)", s)
+}
+
+// Values is where trapped instructions' values come from, through the ring:
+// the host plus the log when recording, the log when replaying.
+type Values interface {
+	// Value returns the value for a trapped instruction of the given kind.
+	Value(m *machine.Machine, kind int) (uint64, error)
+	// Doorbell is the guest saying the ring is full (record) or used up
+	// (replay).
+	Doorbell(m *machine.Machine) error
+}
+
+// Trapper catches non-deterministic instructions in the chosen mode and
+// gives them their values. Record and replay use it alike, with different
+// Values.
+type Trapper struct {
+	Mode    Mode
+	Patches Patches
+	Values  Values
+	// Trapped counts the instructions given values, by kind.
+	Trapped map[int]uint64
+}
+
+// NewTrapper makes a trapper; in fast mode it finds the patches for the
+// image (call Install after the machine loaded it).
+func NewTrapper(mode Mode, image []byte, values Values) (*Trapper, error) {
+	t := &Trapper{Mode: mode, Values: values, Trapped: map[int]uint64{}}
+	if mode == ModeFast {
+		ps, err := FindPatches(image)
+		if err != nil {
+			return nil, err
+		}
+		t.Patches = ps
+	}
+	return t, nil
+}
+
+// Install applies the patches to the loaded guest and, in exact mode,
+// starts single-stepping.
+func (t *Trapper) Install(m *machine.Machine) error {
+	if t.Mode == ModeExact {
+		m.SetSingleStep(true)
+	}
+	return t.Patches.Install(m.Memory())
+}
+
+// value fetches a value and counts it.
+func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
+	if kind == machine.RingKindRDPID {
+		return m.TSCAux(), nil
+	}
+	t.Trapped[kind]++
+	return t.Values.Value(m, kind)
+}
+
+// NonDet serves the machine's emulator and MSR exits.
+func (t *Trapper) NonDet(m *machine.Machine, kind int) (uint64, error) { return t.value(m, kind) }
+
+// BeforeRun, in exact mode, emulates the non-deterministic instructions at
+// RIP before the guest runs them (single-stepping brings it here before
+// every instruction).
+func (t *Trapper) BeforeRun(m *machine.Machine) error {
+	if t.Mode != ModeExact {
+		return nil
+	}
+	for {
+		regs, err := m.VCPU().Regs()
+		if err != nil {
+			return err
+		}
+		sregs, err := m.VCPU().Sregs()
+		if err != nil {
+			return err
+		}
+		mode := machine.CPUMode(&sregs)
+		var code [15]byte
+		n, _ := m.ReadVirtual(&sregs, sregs.CS.Base+regs.RIP, code[:])
+		in, ok := Match(code[:n], mode)
+		if !ok {
+			return nil
+		}
+		v, err := t.value(m, in.Kind)
+		if err != nil {
+			return err
+		}
+		Apply(in, &regs, v, uint32(m.TSCAux()), mode)
+		if err := m.VCPU().SetRegs(&regs); err != nil {
+			return err
+		}
+	}
+}
+
+// Port handles the trap port (a patched instruction) and the ring doorbell.
+func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
+	switch port {
+	case machine.PortRingDoorbell:
+		return true, t.Values.Doorbell(m)
+	case machine.PortTrap:
+	default:
+		return false, nil
+	}
+	m.AfterIO(func() error {
+		regs, err := m.VCPU().Regs()
+		if err != nil {
+			return err
+		}
+		p := t.Patches.Find(regs.RIP)
+		if p == nil {
+			return fmt.Errorf("nondet: trap port written at RIP %#x, where vmrr patched nothing", regs.RIP)
+		}
+		v, err := t.value(m, p.Inst.Kind)
+		if err != nil {
+			return err
+		}
+		sregs, err := m.VCPU().Sregs()
+		if err != nil {
+			return err
+		}
+		regs.RIP = p.Addr
+		Apply(p.Inst, &regs, v, uint32(m.TSCAux()), machine.CPUMode(&sregs))
+		return m.VCPU().SetRegs(&regs)
+	})
+	return true, nil
+}
+
+// LiveValues gives trapped instructions host values and keeps the ring
+// moving, logging nothing: `vmrr run`.
+type LiveValues struct{ ring *Ring }
+
+// NewLiveValues sets up the ring for a live run.
+func NewLiveValues(m *machine.Machine) *LiveValues {
+	return &LiveValues{ring: NewRing(m.Memory(), true)}
+}
+
+// Value executes the instruction on the host.
+func (l *LiveValues) Value(m *machine.Machine, kind int) (uint64, error) {
+	v, err := Host(kind)
+	if err != nil {
+		return 0, err
+	}
+	if l.ring.Put(Entry{Kind: uint32(kind), Value: v}) {
+		l.ring.Drain()
+	}
+	return v, nil
+}
+
+// Doorbell empties the ring.
+func (l *LiveValues) Doorbell(m *machine.Machine) error {
+	l.ring.Drain()
+	return nil
+}

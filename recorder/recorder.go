@@ -1,0 +1,250 @@
+package recorder
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"vmrr/logfmt"
+	"vmrr/machine"
+	"vmrr/machine/kvm"
+	"vmrr/nondet"
+)
+
+// Version is vmrr's version as recorded in log headers.
+const Version = "0.1.0"
+
+// CheckpointEvery is how many deterministic exits pass between two state
+// checkpoints in the log. Replay compares them to find a divergence close to
+// where it started.
+const CheckpointEvery = 2048
+
+// Options configure a recording.
+type Options struct {
+	ImagePath   string
+	Image       []byte
+	EmbedImage  bool
+	MemoryBytes uint64
+	Mode        nondet.Mode
+	Console     io.Writer
+	Serial      io.Reader     // COM1 input; nil for none
+	Timeout     time.Duration // 0: no limit
+	Warnings    io.Writer
+}
+
+// Recorder is a live run whose every outside-world input is logged. It
+// implements machine.Hooks.
+type Recorder struct {
+	*Live
+	m      *machine.Machine
+	w      *logfmt.Writer
+	trap   *nondet.Trapper
+	ring   *nondet.Ring
+	err    error // first logging error: ends the run
+	lastCP uint64
+}
+
+// Record runs the image and writes its log to w (which it closes). With a
+// nil w it is a plain live run that logs nothing (`vmrr run`).
+func Record(w io.Writer, opt Options) (machine.Result, error) {
+	r := &Recorder{Live: NewLive(opt.Serial, opt.Timeout)}
+	defer r.Live.Stop()
+	r.Live.OnTick = r.logTick
+	r.Live.OnSerial = r.logSerial
+	trap, err := nondet.NewTrapper(opt.Mode, opt.Image, r)
+	if err != nil {
+		return machine.Result{}, err
+	}
+	r.trap = trap
+	m, err := machine.New(machine.Config{MemoryBytes: opt.MemoryBytes, Image: opt.Image, Console: opt.Console, Hooks: r})
+	if err != nil {
+		return machine.Result{}, err
+	}
+	defer m.Close()
+	m.Warnings = opt.Warnings
+	r.m = m
+	r.ring = nondet.NewRing(m.Memory(), true)
+	if err := trap.Install(m); err != nil {
+		return machine.Result{}, err
+	}
+	if w != nil {
+		if r.w, err = logfmt.NewWriter(w, header(m, trap, opt), logfmt.WriterOptions{}); err != nil {
+			return machine.Result{}, err
+		}
+	}
+	res, err := m.Run()
+	if err == nil {
+		err = r.err
+	}
+	if r.w == nil {
+		return res, err
+	}
+	if err != nil {
+		r.w.Close(&logfmt.EndRecord{Reason: "recording failed: " + err.Error(), Status: machine.StatusInternal, Pos: pos(m.Position())})
+		return res, err
+	}
+	r.flushRing()
+	state, err := m.StateHash()
+	if err != nil {
+		return res, err
+	}
+	end := &logfmt.EndRecord{Reason: res.Reason.String() + ": " + res.Message, Status: res.Status, RIP: res.RIP, StateHash: state, Pos: pos(res.Pos)}
+	if err := r.w.Close(end); err != nil {
+		return res, fmt.Errorf("recorder: close log: %w", err)
+	}
+	return res, r.err
+}
+
+// header describes the recording.
+func header(m *machine.Machine, trap *nondet.Trapper, opt Options) *logfmt.Header {
+	h := &logfmt.Header{
+		VMRRVersion: Version,
+		ImagePath:   opt.ImagePath,
+		ImageSHA256: logfmt.HashImage(opt.Image),
+		ImageSize:   uint64(len(opt.Image)),
+		MemoryBytes: m.Memory().Size(),
+		Boot:        string(m.Boot()),
+		Mode:        string(opt.Mode),
+		StartTime:   time.Now().UTC(),
+		Host:        hostDescription(),
+	}
+	if opt.EmbedImage {
+		h.Image = opt.Image
+	}
+	for _, e := range m.CPUID() {
+		h.CPUID = append(h.CPUID, logfmt.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.Eax, EBX: e.Ebx, ECX: e.Ecx, EDX: e.Edx})
+	}
+	for _, p := range trap.Patches {
+		h.Patches = append(h.Patches, logfmt.Patch{Addr: p.Addr, Len: uint8(len(p.Original)), Original: p.Original, Instr: uint8(p.Inst.Kind)})
+	}
+	return h
+}
+
+// hostDescription names the kernel, CPU and KVM flavour.
+func hostDescription() string {
+	var parts []string
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		parts = append(parts, "linux "+strings.TrimSpace(string(b)))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if i := strings.Index(l, ":"); i >= 0 {
+					parts = append(parts, strings.TrimSpace(l[i+1:]))
+				}
+				break
+			}
+		}
+	}
+	parts = append(parts, runtime.GOARCH)
+	return strings.Join(parts, ", ")
+}
+
+func pos(p machine.Position) logfmt.Position { return logfmt.Position{Exit: p.Exit, Insn: p.Insn} }
+
+// append logs an event at the current position; the first error sticks
+// and stops the run.
+func (r *Recorder) append(e *logfmt.Event) {
+	if r.err != nil || r.w == nil {
+		return
+	}
+	if err := r.w.Append(e); err != nil {
+		r.err = fmt.Errorf("recorder: write log: %w", err)
+	}
+}
+
+// landing describes where the guest stands, for an asynchronous event.
+func (r *Recorder) landing(m *machine.Machine) (logfmt.Position, logfmt.Landing) {
+	regs, _ := m.VCPU().Regs()
+	return pos(m.Position()), logfmt.Landing{RIP: regs.RIP, RegHash: machine.RegHash(&regs)}
+}
+
+func (r *Recorder) logTick(m *machine.Machine) {
+	p, l := r.landing(m)
+	r.append(&logfmt.Event{Kind: logfmt.KindInterrupt, Pos: p, Vector: machine.IRQTimer, Landing: l})
+}
+
+func (r *Recorder) logSerial(m *machine.Machine, b []byte) {
+	p, _ := r.landing(m)
+	r.append(&logfmt.Event{Kind: logfmt.KindSerialRX, Pos: p, Data: append([]byte(nil), b...)})
+}
+
+// checkpoint logs the state every CheckpointEvery exits.
+func (r *Recorder) checkpoint(m *machine.Machine) {
+	if m.Exits()-r.lastCP < CheckpointEvery {
+		return
+	}
+	r.lastCP = m.Exits()
+	regs, _ := m.VCPU().Regs()
+	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: pos(m.Position()), RIP: regs.RIP, RegHash: machine.RegHash(&regs), MemHash: m.MemHash()})
+}
+
+// BeforeRun checkpoints, delivers due events (logging them) and, in exact
+// mode, traps the instruction at RIP.
+func (r *Recorder) BeforeRun(m *machine.Machine) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.checkpoint(m)
+	if err := r.Live.BeforeRun(m); err != nil {
+		return err
+	}
+	return r.trap.BeforeRun(m)
+}
+
+// Input reads the outside world and logs the value.
+func (r *Recorder) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
+	v := live()
+	r.append(&logfmt.Event{Kind: logfmt.KindPortIn, Pos: pos(m.Position()), Port: in.Port, Size: in.Size, Values: []uint64{v}})
+	return v, r.err
+}
+
+// NonDet serves the emulator's and MSR exits' non-deterministic values.
+func (r *Recorder) NonDet(m *machine.Machine, kind int) (uint64, error) { return r.trap.NonDet(m, kind) }
+
+// Port handles the trap and doorbell ports.
+func (r *Recorder) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
+	return r.trap.Port(m, port, out, data)
+}
+
+// Debug exits come from exact mode's single-stepping; BeforeRun does the work.
+func (r *Recorder) Debug(m *machine.Machine, d kvm.DebugExit) error { return nil }
+
+// Value executes a trapped instruction on the host and puts its value in
+// the ring, logging the ring when it fills (nondet.Values).
+func (r *Recorder) Value(m *machine.Machine, kind int) (uint64, error) {
+	v, err := nondet.Host(kind)
+	if err != nil {
+		return 0, err
+	}
+	var aux uint32
+	if kind == machine.RingKindRDTSCP {
+		aux = uint32(m.TSCAux())
+	}
+	if r.ring.Put(nondet.Entry{Kind: uint32(kind), Aux: aux, Value: v}) {
+		r.flushRing()
+	}
+	return v, r.err
+}
+
+// Doorbell logs the ring the guest filled.
+func (r *Recorder) Doorbell(m *machine.Machine) error {
+	r.flushRing()
+	return r.err
+}
+
+// flushRing logs the ring's entries and empties it.
+func (r *Recorder) flushRing() {
+	entries := r.ring.Drain()
+	if len(entries) == 0 {
+		return
+	}
+	ev := &logfmt.Event{Kind: logfmt.KindRingFlush, Pos: pos(r.m.Position()), Ring: make([]logfmt.RingEntry, len(entries))}
+	for i, e := range entries {
+		ev.Ring[i] = logfmt.RingEntry{Kind: e.Kind, Aux: e.Aux, Value: e.Value}
+	}
+	r.append(ev)
+}
