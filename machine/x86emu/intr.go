@@ -104,6 +104,10 @@ func raise(cpu *CPU, env Env, x exception) (*Fault, error) {
 		err := e.deliver(ev, cpu.Regs.RIP)
 		if err == nil {
 			*cpu = work
+			if e.mode == modeReal {
+				// Real mode pushes no error codes.
+				x.code, x.hasCode = 0, false
+			}
 			return &Fault{Vector: x.vector, ErrorCode: x.code, HasErrorCode: x.hasCode}, nil
 		}
 		var next *exception
@@ -135,7 +139,7 @@ func (e *emu) deliver(ev event, ret uint64) error {
 	case e.long():
 		return e.deliverLong(ev, ret)
 	case e.mode == modeVM86:
-		return &UnsupportedError{Disasm: vectorName(ev.vector), Why: "interrupt in virtual-8086 mode"}
+		return &UnsupportedError{Disasm: "delivery of " + vectorName(ev.vector), Why: "interrupt in virtual-8086 mode"}
 	}
 	return e.deliverProt(ev, ret)
 }
@@ -218,7 +222,7 @@ func (e *emu) readGate(ev *event, size uint64) (gate, error) {
 		if ev.soft && g.dpl < e.cpl() {
 			return g, gpErr(idtCode)
 		}
-		return g, &UnsupportedError{Disasm: vectorName(ev.vector), Why: "task gate in the IDT"}
+		return g, &UnsupportedError{Disasm: "delivery of " + vectorName(ev.vector), Why: "task gate in the IDT"}
 	case size == 8 && g.typ != 0x6 && g.typ != 0x7 && g.typ != 0xe && g.typ != 0xf,
 		size == 16 && g.typ != 0xe && g.typ != 0xf,
 		ev.soft && g.dpl < e.cpl():
