@@ -363,13 +363,7 @@ func cmdGoto(sh *shell, c *call) error {
 	if len(c.args) == 0 {
 		return errors.New(want)
 	}
-	var f func() (replayer.Stop, error)
-	switch c.args[0] {
-	case "start":
-		f = sh.session.GotoStart
-	case "end":
-		f = sh.session.GotoEnd
-	case "event", "ev", "e":
+	if c.args[0] == "event" || c.args[0] == "ev" || c.args[0] == "e" {
 		if len(c.args) != 2 {
 			return fmt.Errorf("goto event K: want one event index")
 		}
@@ -377,21 +371,26 @@ func cmdGoto(sh *shell, c *call) error {
 		if err != nil || k < 0 {
 			return fmt.Errorf("bad event index %q", c.args[1])
 		}
+		// Checked here so the message is the same whatever the replay says.
 		if n := sh.session.EventCount(); k >= n {
 			return fmt.Errorf("event %d is past the end of the log (%d events)", k, n)
 		}
-		f = func() (replayer.Stop, error) { return sh.session.GotoEvent(k) }
-	default:
-		p, err := parsePosition(c.args[0])
-		if err != nil {
-			return fmt.Errorf("%w (%s)", err, want)
-		}
-		f = func() (replayer.Stop, error) { return sh.session.Goto(p) }
+		return sh.move(func() (replayer.Stop, error) { return sh.session.GotoEvent(k) })
 	}
-	if len(c.args) > 1 && c.args[0] != "event" && c.args[0] != "ev" && c.args[0] != "e" {
+	if len(c.args) > 1 {
 		return fmt.Errorf("too many arguments")
 	}
-	return sh.move(f)
+	switch c.args[0] {
+	case "start":
+		return sh.move(sh.session.GotoStart)
+	case "end":
+		return sh.move(sh.session.GotoEnd)
+	}
+	p, err := parsePosition(c.args[0])
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, want)
+	}
+	return sh.move(func() (replayer.Stop, error) { return sh.session.Goto(p) })
 }
 
 // parsePosition reads EXIT:INSN or EXIT.

@@ -42,12 +42,14 @@ type Options struct {
 	// HistoryFile is where interactive command history is kept; "" means
 	// $HOME/.vmrr_history.
 	HistoryFile string
-	// HistoryLimit bounds the history file in lines (default 1000; < 0
-	// keeps no history). The file is rewritten at exit, never appended to.
+	// HistoryLimit bounds the history file in lines (default 1000, which is
+	// also the most liner keeps in memory; < 0 keeps no history). The file
+	// is rewritten at exit, never appended to.
 	HistoryLimit int
 	// Commands, if set, are run (separated by ';') instead of reading In.
 	Commands string
-	// Symbols name addresses; nil means none.
+	// Symbols name addresses. If nil, they are read from the session's
+	// image (Session.ImagePath) when that is an ELF; otherwise there are none.
 	Symbols *Symbols
 }
 
@@ -97,6 +99,11 @@ func Run(s replayer.Session, opt Options) error {
 	}
 	if opt.HistoryLimit == 0 {
 		opt.HistoryLimit = defaultHistoryLimit
+	}
+	if opt.Symbols == nil && s.ImagePath() != "" {
+		// A flat or stripped image simply has no names; that is not an
+		// error worth stopping a debugging session for.
+		opt.Symbols, _ = LoadSymbols(s.ImagePath())
 	}
 	sh := &shell{
 		session: s,

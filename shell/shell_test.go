@@ -373,3 +373,24 @@ func FuzzExec(f *testing.F) {
 		}
 	})
 }
+
+func TestSymbolsFromImage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fake.elf")
+	if err := fakesession.WriteELF(path); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		image, want string
+	}{
+		{path, "rip         0x1000 <main>"},
+		{filepath.Join(t.TempDir(), "missing"), "rip         0x1000\n"},
+		{"", "rip         0x1000\n"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		err := Run(fakesession.New(fakesession.Config{Image: tt.image}), Options{Out: &out, Commands: "where"})
+		if err != nil || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("image %q: %v\n%s", tt.image, err, out.String())
+		}
+	}
+}
