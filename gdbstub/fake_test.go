@@ -33,6 +33,9 @@ type fakeSession struct {
 	// started is closed when a spinning Continue has begun.
 	started chan struct{}
 	calls   atomic.Int32 // motions made
+	// end, if set, is how the recording ends instead of StopEnd (a crash,
+	// the guest exiting).
+	end *replayer.Stop
 }
 
 const (
@@ -189,7 +192,7 @@ func (f *fakeSession) begin() {
 // forward executes the instruction of the current state.
 func (f *fakeSession) forward() (replayer.Stop, bool) {
 	if f.pos == f.n-1 {
-		return f.stop(replayer.StopEnd), true
+		return f.endStop(), true
 	}
 	i := f.pos
 	f.pos++
@@ -289,7 +292,15 @@ func (f *fakeSession) GotoStart() (replayer.Stop, error) {
 
 func (f *fakeSession) GotoEnd() (replayer.Stop, error) {
 	f.pos = f.n - 1
-	return f.stop(replayer.StopEnd), nil
+	return f.endStop(), nil
+}
+
+func (f *fakeSession) endStop() replayer.Stop {
+	st := f.stop(replayer.StopEnd)
+	if f.end != nil {
+		st.Kind, st.Message, st.Status = f.end.Kind, f.end.Message, f.end.Status
+	}
+	return st
 }
 
 func (f *fakeSession) Interrupt() {

@@ -1,6 +1,7 @@
 package gdbstub
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -298,8 +299,14 @@ func (cn *conn) readBody() (raw []byte, sum byte, overflow bool, err error) {
 // '+', sending again on '-'.
 func (cn *conn) send(body string) error {
 	f := frame([]byte(body))
+	trace := quote([]byte(body))
+	if len(body) > 1 && body[0] == 'O' && body != "OK" {
+		if text, err := hex.DecodeString(body[1:]); err == nil {
+			trace = "O " + quote(text)
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		cn.logf("-> %s", quote([]byte(body)))
+		cn.logf("-> %s", trace)
 		if err := cn.write(f); err != nil {
 			return err
 		}
