@@ -112,7 +112,13 @@ func (e *emu) fetchDecode() (inst, error) {
 	}
 	x, err := x86asm.Decode(b, bits)
 	if err != nil || x.Op == 0 || x.Len == 0 || x.Len > n {
-		if stop != nil && needsMore(b, bits) {
+		// x86asm reports a cut-off instruction in several ways (ErrTruncated,
+		// Op 0 without an error, ErrUnrecognized for a partial VEX prefix),
+		// so bytes that do not decode before a fetch stop raise the stop's
+		// fault: if the guest's handler maps the page, the retry sees the
+		// whole instruction; reporting it unsupported instead could end a
+		// run that hardware would have continued.
+		if stop != nil {
 			return in, stop
 		}
 		return in, e.unsupportedBytes(b, "(undecodable)", "")
@@ -124,18 +130,6 @@ func (e *emu) fetchDecode() (inst, error) {
 	}
 	in.next = truncate(e.c.Regs.RIP+uint64(x.Len), bits)
 	return in, nil
-}
-
-// needsMore reports whether bytes that do not decode are the start of a
-// longer instruction: x86asm reports a cut-off instruction in several ways
-// (ErrTruncated, Op 0 with no error, ErrUnrecognized for a partial VEX
-// prefix), so decode again with zeros after them and see whether the result
-// reaches past them.
-func needsMore(b []byte, bits int) bool {
-	var pad [15]byte
-	copy(pad[:], b)
-	x, err := x86asm.Decode(pad[:], bits)
-	return err == nil && x.Op != 0 && x.Len > len(b)
 }
 
 // regName names general register idx at a width, e.g. "EAX", "R9W".

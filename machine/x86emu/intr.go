@@ -103,6 +103,7 @@ func raise(cpu *CPU, env Env, x exception) (*Fault, error) {
 		ev := event{vector: x.vector, code: x.code, hasCode: x.hasCode, fault: x.vector != vecDB}
 		err := e.deliver(ev, cpu.Regs.RIP)
 		if err == nil {
+			work.Regs.RFLAGS |= flagFixed
 			*cpu = work
 			if e.mode == modeReal {
 				// Real mode pushes no error codes.

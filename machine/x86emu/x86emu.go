@@ -215,6 +215,7 @@ func Step(cpu *CPU, env Env) (Result, error) {
 		err = &UnsupportedError{Disasm: "(not fetched)", Why: "virtual-8086 mode"}
 	}
 	if err == nil {
+		work.Regs.RFLAGS |= flagFixed
 		*cpu = work
 		return res, nil
 	}
