@@ -49,13 +49,14 @@ check race-multiboot.elf 1 'counter: [0-9]+ ticks: [0-9]+' -icount shift=auto,rr
 check race-multiboot.elf 1 'counter: [0-9]+ ticks: [0-9]+' -icount shift=auto,rr=replay,rrfile=build/race.rr
 check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=record,rrfile=build/timer.rr
 check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=replay,rrfile=build/timer.rr
-check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt: unsupported\nemu32 done'
+check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt: unsupported \\(#UD\\)\nrdrand16: unsupported \\(#UD\\)\nemu32 done'
 check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt 0x12345678 = 13\nrdrand16: 0x0000[0-9a-f]{4} cf 1\nemu32 done' -cpu max
 check flaky.elf '1|3' '(PASS: 20 jobs, sum 2470|FAIL: job [0-9]+ lost its pointer)'
 check $q/hello.elf 1 'hello from vmrr'
 check $q/timer.elf 1 'ticks: 20'
 check $q/spin.elf 1 'tick 5: [0-9]+ spins'
-check $q/nondet.elf 1 'rdrand32: 0x[0-9a-f]{16} cf 0x00000001' -cpu max
+check $q/nondet.elf 1 $'rdtscp: 0x[0-9a-f]{16} aux 0x[0-9a-f]{8}\nrdrand32: 0x[0-9a-f]{16} cf 0x00000001\nrdseed32: 0x[0-9a-f]{16} cf 0x00000001' -cpu max
+check $q/nondet.elf 1 'rdrand64: unsupported \(#UD\)'
 check $q/crash.elf 0 'about to crash'
 input='hello\nq' check $q/serial-echo.elf 1 $'ready\nhello\nbye'
 check $q/race.elf 1 'counter: [0-9]+ ticks: [0-9]+'

@@ -140,6 +140,24 @@ void idt_load(void)
 	__asm__ volatile("lidt %0" : : "m"(d));
 }
 
+volatile uptr ud_resume;
+volatile u32 ud_count;
+
+INTERRUPT void ud_handler(struct interrupt_frame *frame)
+{
+	if (!ud_resume) {
+		puts("#UD at ");
+		put_hex(frame->ip);
+		putc('\n');
+		exit(4);
+	}
+	frame->ip = ud_resume;
+	ud_resume = 0;
+	ud_count++;
+}
+
+void ud_probe_install(void) { idt_set(6, ud_handler); }
+
 static void cpuid(u32 leaf, u32 sub, u32 r[4])
 {
 	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));

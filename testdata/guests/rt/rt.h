@@ -85,6 +85,28 @@ void pit_start(u16 divisor);
 void idt_set(int vector, void *handler);
 void idt_load(void);
 
+/*
+ * Probing an instruction CPUID may not list (vmrr's CPUID table hides what
+ * the host's KVM does not report, yet vmrr emulates it): ud_probe_install
+ * routes #UD to a handler that resumes at ud_resume. A probe stores the
+ * address after the instruction there first:
+ *
+ *	u32 n = ud_count;
+ *	__asm__ volatile(MOVP " $1f, %[r]\n\trdtscp\n1:" : ..., [r] "=m"(ud_resume));
+ *	ud_resume = 0;
+ *	if (ud_count != n) ... the instruction raised #UD ...
+ *
+ * A #UD with no probe armed prints its address and exits 4.
+ */
+extern volatile uptr ud_resume;
+extern volatile u32 ud_count;
+void ud_probe_install(void); /* sets the gate; call idt_load after */
+#ifdef __x86_64__
+#define MOVP "movq"
+#else
+#define MOVP "movl"
+#endif
+
 /* CPUID feature tests for the non-deterministic instructions. */
 int cpu_has_rdrand(void);
 int cpu_has_rdseed(void);
