@@ -543,6 +543,10 @@ func (r *Reader) decodeOne() (*Event, error) {
 		if r.left != 0 {
 			return nil, &CorruptError{Frame: f.seq, Offset: f.off, Reason: "events after the end event"}
 		}
+		if e.End.Events != r.next {
+			return nil, &CorruptError{Frame: f.seq, Offset: f.off,
+				Reason: fmt.Sprintf("the end record counts %d events before it, the log has %d", e.End.Events, r.next)}
+		}
 		r.ended = true
 		r.end = e.End
 	}
