@@ -2,6 +2,7 @@ package x86emu
 
 import (
 	"fmt"
+	"sync"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -22,14 +23,20 @@ func (g group9Op) String() string {
 	return [...]string{"", "RDRAND", "RDSEED", "RDPID"}[g]
 }
 
-// inst is a fetched and decoded instruction.
-type inst struct {
+// decoded is an instruction as the decoder sees it: a function of the
+// mode and the bytes only.
+type decoded struct {
 	x     x86asm.Inst // zero when g9 != g9None
 	g9    group9Op
 	g9reg int // destination register number
 	g9bit int // destination width
 	text  string
 	len   int
+}
+
+// inst is a fetched and decoded instruction.
+type inst struct {
+	decoded
 	bytes [15]byte
 	next  uint64 // RIP of the following instruction
 }
@@ -52,8 +59,7 @@ func (e *emu) codeBits() int {
 // fetchDecode reads up to 15 bytes at CS:RIP and decodes them. Fetching
 // stops at the CS limit or at a page that does not translate; the #GP or #PF
 // that caused the stop is raised only if the instruction needs those bytes.
-func (e *emu) fetchDecode() (inst, error) {
-	var in inst
+func (e *emu) fetchDecode(in *inst) error {
 	bits := e.codeBits()
 	rip := e.c.Regs.RIP
 	avail := 15
@@ -62,14 +68,14 @@ func (e *emu) fetchDecode() (inst, error) {
 	if e.mode == modeLong64 {
 		lin = rip
 		if !e.canonical(rip) {
-			return in, gpErr(0)
+			return gpErr(0)
 		}
 	} else {
 		rip &= 0xffffffff
 		cs := &e.c.Sregs.CS
 		switch {
 		case rip > uint64(cs.Limit):
-			return in, gpErr(0)
+			return gpErr(0)
 		case uint64(cs.Limit)-rip < 14:
 			avail = int(uint64(cs.Limit)-rip) + 1
 			stop = gpErr(0)
@@ -93,25 +99,39 @@ func (e *emu) fetchDecode() (inst, error) {
 		n += k
 	}
 	if n == 0 {
-		return in, stop
+		return stop
 	}
-	b := in.bytes[:n]
+	key := decodeKey{bits: uint8(bits), n: uint8(n), b: in.bytes}
+	d, ok := cachedDecode(&key)
+	if !ok {
+		var err error
+		if d, err = decodeBytes(in.bytes[:n], bits, stop); err != nil {
+			return err
+		}
+		cacheDecode(&key, d)
+	}
+	in.decoded = *d
+	in.next = truncate(e.c.Regs.RIP+uint64(d.len), bits)
+	return nil
+}
+
+// decodeBytes decodes the n fetched bytes; stop is why fetching stopped
+// short of 15 bytes, if it did.
+func decodeBytes(b []byte, bits int, stop error) (*decoded, error) {
 	switch g, reg, width, l, st := decodeGroup9(b, bits); st {
 	case g9Truncated:
 		if stop != nil {
-			return in, stop
+			return nil, stop
 		}
-		return in, e.unsupportedBytes(b, "(truncated)", "")
+		return nil, unsupportedBytes(b, "(truncated)", "")
 	case g9Bad:
-		return in, e.unsupportedBytes(b[:l], disasmGroup9Bad(b[:l]), "unknown form of the 0f c7 group")
+		return nil, unsupportedBytes(b[:l], disasmGroup9Bad(b[:l]), "unknown form of the 0f c7 group")
 	case g9OK:
-		in.g9, in.g9reg, in.g9bit, in.len = g, reg, width, l
-		in.text = g.String() + " " + regName(reg, width)
-		in.next = truncate(e.c.Regs.RIP+uint64(l), bits)
-		return in, nil
+		return &decoded{g9: g, g9reg: reg, g9bit: width, len: l,
+			text: g.String() + " " + regName(reg, width)}, nil
 	}
 	x, err := x86asm.Decode(b, bits)
-	if err != nil || x.Op == 0 || x.Len == 0 || x.Len > n {
+	if err != nil || x.Op == 0 || x.Len == 0 || x.Len > len(b) {
 		// x86asm reports a cut-off instruction in several ways (ErrTruncated,
 		// Op 0 without an error, ErrUnrecognized for a partial VEX prefix),
 		// so bytes that do not decode before a fetch stop raise the stop's
@@ -119,17 +139,51 @@ func (e *emu) fetchDecode() (inst, error) {
 		// whole instruction; reporting it unsupported instead could end a
 		// run that hardware would have continued.
 		if stop != nil {
-			return in, stop
+			return nil, stop
 		}
-		return in, e.unsupportedBytes(b, "(undecodable)", "")
+		return nil, unsupportedBytes(b, "(undecodable)", "")
 	}
-	in.x, in.len = x, x.Len
-	in.text = x.String()
+	d := &decoded{x: x, len: x.Len, text: x.String()}
 	if x.Opcode>>24 == 0xcc {
-		in.text = "INT3"
+		d.text = "INT3"
 	}
-	in.next = truncate(e.c.Regs.RIP+uint64(x.Len), bits)
-	return in, nil
+	return d, nil
+}
+
+// The decode cache. Formatting the disassembly costs as much as decoding,
+// and a guest meets the same few instructions (its handlers' IRETs) over and
+// over; decoding is a pure function of the mode and the fetched bytes, so
+// both are remembered, up to decodeCacheMax entries.
+type decodeKey struct {
+	bits, n uint8
+	b       [15]byte
+}
+
+const decodeCacheMax = 1024
+
+var decodeCache struct {
+	sync.Mutex
+	m   map[decodeKey]*decoded
+	off bool // for the benchmark's uncached baseline
+}
+
+func cachedDecode(k *decodeKey) (*decoded, bool) {
+	decodeCache.Lock()
+	defer decodeCache.Unlock()
+	d, ok := decodeCache.m[*k]
+	return d, ok
+}
+
+func cacheDecode(k *decodeKey, d *decoded) {
+	decodeCache.Lock()
+	defer decodeCache.Unlock()
+	if decodeCache.off {
+		return
+	}
+	if decodeCache.m == nil || len(decodeCache.m) >= decodeCacheMax {
+		decodeCache.m = make(map[decodeKey]*decoded)
+	}
+	decodeCache.m[*k] = d
 }
 
 // regName names general register idx at a width, e.g. "EAX", "R9W".
@@ -152,13 +206,14 @@ func disasmGroup9Bad(b []byte) string {
 	return "(0f c7 group)"
 }
 
-func (e *emu) unsupportedBytes(b []byte, disasm, why string) error {
-	return &UnsupportedError{RIP: e.c.Regs.RIP, Mode: Mode(e.c), Bytes: append([]byte(nil), b...),
-		Disasm: disasm, Why: why}
+// unsupportedBytes reports bytes x86emu cannot emulate; Step fills in RIP
+// and mode.
+func unsupportedBytes(b []byte, disasm, why string) error {
+	return &UnsupportedError{Bytes: append([]byte(nil), b...), Disasm: disasm, Why: why}
 }
 
 func (e *emu) unsupported(in *inst, why string) error {
-	return e.unsupportedBytes(in.bytes[:in.len], in.text, why)
+	return unsupportedBytes(in.bytes[:in.len], in.text, why)
 }
 
 // Results of decodeGroup9.

@@ -159,10 +159,11 @@ func (e *emu) deliverReal(ev event, ret uint64) error {
 	if v*4+3 > uint64(c.Sregs.IDT.Limit) {
 		return gpErr(0)
 	}
-	var b [4]byte
-	if err := e.readSys(c.Sregs.IDT.Base+v*4, b[:]); err != nil {
+	b := e.scratch()
+	if err := e.readSys(c.Sregs.IDT.Base+v*4, b[:4]); err != nil {
 		return err
 	}
+	off, sel := binary.LittleEndian.Uint16(b[:]), binary.LittleEndian.Uint16(b[2:])
 	fl := c.Regs.RFLAGS
 	if ev.fault {
 		fl |= kvm.FlagRF
@@ -172,8 +173,8 @@ func (e *emu) deliverReal(ev event, ret uint64) error {
 			return err
 		}
 	}
-	c.Sregs.CS = realSegment(c.Sregs.CS, binary.LittleEndian.Uint16(b[2:]))
-	c.Regs.RIP = uint64(binary.LittleEndian.Uint16(b[:]))
+	c.Sregs.CS = realSegment(c.Sregs.CS, sel)
+	c.Regs.RIP = uint64(off)
 	c.Regs.RFLAGS &^= kvm.FlagIF | kvm.FlagTF | flagAC | kvm.FlagRF
 	return nil
 }
@@ -197,7 +198,7 @@ func (e *emu) readGate(ev *event, size uint64) (gate, error) {
 	if v*size+size-1 > uint64(c.Sregs.IDT.Limit) {
 		return gate{}, gpErr(idtCode)
 	}
-	var b [16]byte
+	b := e.scratch()
 	if err := e.readSys(c.Sregs.IDT.Base+v*size, b[:size]); err != nil {
 		return gate{}, err
 	}
@@ -260,7 +261,7 @@ func (e *emu) tssRead(off uint64, size int, ext uint32) (uint64, error) {
 	if tr.Unusable != 0 || tr.Present == 0 || off+uint64(size)-1 > uint64(tr.Limit) {
 		return 0, tsErr(selCode(tr.Selector, ext))
 	}
-	var b [8]byte
+	b := e.scratch()
 	if err := e.readSys(tr.Base+off, b[:size]); err != nil {
 		return 0, err
 	}

@@ -15,6 +15,14 @@ type emu struct {
 	c    *CPU
 	env  Env
 	mode cpuMode
+	buf  [16]byte
+}
+
+// scratch is a zeroed buffer for one memory access at a time. Slices passed
+// to Env escape, so a buffer on the stack would cost an allocation each.
+func (e *emu) scratch() *[16]byte {
+	e.buf = [16]byte{}
+	return &e.buf
 }
 
 // segReg numbers the segment registers in encoding order.
@@ -205,7 +213,7 @@ func (e *emu) readMem(r segReg, off uint64, size int) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var buf [8]byte
+	buf := e.scratch()
 	if err := e.accessLin(lin, buf[:size], false, e.userAccess()); err != nil {
 		return 0, err
 	}
@@ -251,7 +259,7 @@ func (e *emu) push(v uint64, n int) error {
 	if err != nil {
 		return err
 	}
-	var buf [8]byte
+	buf := e.scratch()
 	binary.LittleEndian.PutUint64(buf[:], v)
 	if err := e.accessLin(lin, buf[:n], true, e.userAccess()); err != nil {
 		return err

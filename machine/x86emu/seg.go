@@ -90,8 +90,8 @@ func (e *emu) readDesc(sel uint16) (d desc, ok bool, err error) {
 	if !ok {
 		return desc{}, false, nil
 	}
-	var b [8]byte
-	if err := e.readSys(addr, b[:]); err != nil {
+	b := e.scratch()
+	if err := e.readSys(addr, b[:8]); err != nil {
 		return desc{}, true, err
 	}
 	return desc{binary.LittleEndian.Uint32(b[:]), binary.LittleEndian.Uint32(b[4:])}, true, nil

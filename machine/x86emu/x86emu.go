@@ -200,23 +200,29 @@ func modeOf(c *CPU) cpuMode {
 // cpu is then unchanged except, for a triple fault, CR2.
 func Step(cpu *CPU, env Env) (Result, error) {
 	var res Result
-	work := *cpu
-	e := emu{c: &work, env: env, mode: modeOf(cpu)}
-	in, err := e.fetchDecode()
+	// One allocation for the working state: the copy escapes through Env.
+	st := &struct {
+		work CPU
+		e    emu
+		in   inst
+	}{work: *cpu}
+	work, e, in := &st.work, &st.e, &st.in
+	*e = emu{c: work, env: env, mode: modeOf(cpu)}
+	err := e.fetchDecode(in)
 	switch {
 	case err == nil:
 		res.Inst, res.Len = in.text, in.len
 		if e.mode == modeVM86 {
-			err = e.unsupported(&in, "virtual-8086 mode")
+			err = e.unsupported(in, "virtual-8086 mode")
 		} else {
-			err = e.exec(&in)
+			err = e.exec(in)
 		}
 	case e.mode == modeVM86:
 		err = &UnsupportedError{Disasm: "(not fetched)", Why: "virtual-8086 mode"}
 	}
 	if err == nil {
 		work.Regs.RFLAGS |= flagFixed
-		*cpu = work
+		*cpu = *work
 		return res, nil
 	}
 	var x *exception
