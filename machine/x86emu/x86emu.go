@@ -18,8 +18,13 @@
 // recorder logs and the replayer reads, and NonDet is called only after every
 // check that could fault, so a faulting instruction never consumes a value.
 //
-// The package is pure Go: no KVM calls. Task switches, virtual-8086 mode and
-// call gates are out of scope and end the run with an UnsupportedError.
+// The package is pure Go: no KVM calls. Task switches (task gates, IRET
+// with NT=1) and virtual-8086 mode are out of scope and end the run with an
+// UnsupportedError. Left to the caller: IRET unblocks NMIs on hardware (the
+// machine clears its NMI mask after an emulated IRET if it tracks one), and
+// a guest's RFLAGS.TF single-step trap after an emulated instruction is not
+// raised. Alignment checks (#AC) and debug-register breakpoints are not
+// checked.
 package x86emu
 
 import (
@@ -100,9 +105,9 @@ type Result struct {
 
 // Fault is an exception Step delivered to the guest.
 type Fault struct {
-	Vector       uint8
-	ErrorCode    uint32
-	HasErrorCode bool
+	Vector       uint8  // exception vector, e.g. 13 for #GP
+	ErrorCode    uint32 // pushed for the handler when HasErrorCode
+	HasErrorCode bool   // false for vectors without one, and in real mode
 }
 
 // String formats the fault like "#GP(0x402)".
@@ -117,10 +122,10 @@ func (f *Fault) String() string {
 // UnsupportedError reports an instruction (or a case of one) that x86emu does
 // not emulate. The machine ends the run with it as the crash report.
 type UnsupportedError struct {
-	RIP    uint64
-	Mode   string
-	Bytes  []byte
-	Disasm string
+	RIP    uint64 // the instruction's RIP (not CS-relocated)
+	Mode   string // as Mode returns it
+	Bytes  []byte // the instruction, or every fetched byte if undecodable
+	Disasm string // x86asm's disassembly, or "(undecodable)"
 	// Why, if set, says which case of the instruction is missing.
 	Why string
 }
@@ -197,7 +202,9 @@ func modeOf(c *CPU) cpuMode {
 // raises is delivered to the guest and reported in Result.Fault with a nil
 // error. The error is non-nil when the run cannot go on: *UnsupportedError,
 // ErrTripleFault, or a failure of env (memory outside RAM, no logged value);
-// cpu is then unchanged except, for a triple fault, CR2.
+// cpu is then unchanged, except CR2 when a page fault came first.
+//
+// Step is safe for concurrent use on different CPUs.
 func Step(cpu *CPU, env Env) (Result, error) {
 	var res Result
 	// One allocation for the working state: the copy escapes through Env.
