@@ -3,7 +3,8 @@
  * value (only a doorbell OUT each time the ring fills). Prints the xor and
  * sum of the values and the last one, exits 0; exits 2 when there is no
  * valid ring (e.g. under QEMU), 4 without RDRAND. The instructions that read
- * native values live only in the ring_* functions. */
+ * native values live only in ring_rdtsc and ring_rdrand, in section
+ * .vmrr_ring. */
 #include "rt/rt.h"
 #include "rt/ring.h"
 
@@ -29,12 +30,12 @@ static inline u64 ring_put(u64 native, u32 kind)
 	return v;
 }
 
-NOINLINE u64 ring_rdtsc(void)
+RING_TEXT u64 ring_rdtsc(void)
 {
 	return ring_put(rdtsc(), RING_KIND_RDTSC);
 }
 
-NOINLINE u64 ring_rdrand(void)
+RING_TEXT u64 ring_rdrand(void)
 {
 	u64 native;
 	/* No retry on CF=0: a retry loop would run differently in replay. */

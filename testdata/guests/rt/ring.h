@@ -20,6 +20,10 @@
  * Write it branch-free (no test of recmask, no retry on RDRAND's CF) so that
  * record and replay run exactly the same instructions. Check magic, version
  * and entry_size before use: without vmrr there is no ring.
+ *
+ * Put the functions that execute the native instructions in RING_TEXT (an
+ * executable ELF section named .vmrr_ring): they must run unpatched, while
+ * vmrr's fast mode patches non-deterministic instructions elsewhere to trap.
  */
 #ifndef VMRR_RING_H
 #define VMRR_RING_H
@@ -56,6 +60,10 @@ struct ring_entry {
 	unsigned int kind;
 	unsigned int aux;
 };
+
+/* RING_TEXT marks a function whose non-deterministic instructions feed the
+ * ring (rt/link.ld keeps .text.vmrr_ring as the output section .vmrr_ring). */
+#define RING_TEXT __attribute__((section(".text.vmrr_ring"), noinline))
 
 #define RING_HEADER ((volatile struct ring_header *)RING_BASE)
 #define RING_ENTRY(i) ((volatile struct ring_entry *)(RING_BASE + RING_ENTRIES) + (i))
