@@ -102,7 +102,7 @@ func (cn *conn) gotoCmd(arg string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("goto %s: %w", arg, err)
 	}
-	cn.consoleLen = len(cn.sess.Console())
+	cn.consoleStale = true
 	out := fmt.Sprintf("now at %s, rip %#x\n", formatPos(st.Pos), st.RIP)
 	if msg := stopMessage(st); msg != "" {
 		out += msg

@@ -46,12 +46,12 @@ func newInput(c net.Conn) *input {
 }
 
 func (in *input) pump(c net.Conn) {
+	buf := make([]byte, 4096)
 	for {
-		b := make([]byte, 4096)
-		n, err := c.Read(b)
+		n, err := c.Read(buf)
 		if n > 0 {
 			select {
-			case in.ch <- chunk{b: b[:n]}:
+			case in.ch <- chunk{b: append([]byte(nil), buf[:n]...)}:
 			case <-in.done:
 				return
 			}
@@ -263,7 +263,9 @@ func (cn *conn) readPacket() ([]byte, *Error, error) {
 			cn.logf("<- %s: %v", quote(raw), err)
 			return nil, errMalformedPacket, nil
 		}
-		cn.logf("<- %s", quote(pkt))
+		if cn.tracing() {
+			cn.logf("<- %s", quote(pkt))
+		}
 		return pkt, nil, nil
 	}
 }
@@ -299,10 +301,13 @@ func (cn *conn) readBody() (raw []byte, sum byte, overflow bool, err error) {
 // '+', sending again on '-'.
 func (cn *conn) send(body string) error {
 	f := frame([]byte(body))
-	trace := quote([]byte(body))
-	if len(body) > 1 && body[0] == 'O' && body != "OK" {
-		if text, err := hex.DecodeString(body[1:]); err == nil {
-			trace = "O " + quote(text)
+	trace := ""
+	if cn.tracing() {
+		trace = quote([]byte(body))
+		if len(body) > 1 && body[0] == 'O' && body != "OK" {
+			if text, err := hex.DecodeString(body[1:]); err == nil {
+				trace = "O " + quote(text)
+			}
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -350,6 +355,10 @@ func (cn *conn) waitAck() (bool, error) {
 		}
 	}
 }
+
+// tracing says whether the protocol trace is on, to skip rendering
+// packets for it when it is not.
+func (cn *conn) tracing() bool { return cn.srv.opts.Log != nil }
 
 func (cn *conn) write(b []byte) error {
 	if _, err := cn.c.Write(b); err != nil {

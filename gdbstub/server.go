@@ -177,11 +177,12 @@ type conn struct {
 	in   *input
 	raw  []byte // packet body buffer, reused
 
-	noAck      bool
-	startNoAck bool          // no-ack mode starts once the current reply is acked
-	bps        map[bpKey]int // breakpoints this connection set, by gdb's name
-	consoleLen int           // guest console bytes already shown
-	lastSig    int           // signal of the last stop, for '?'
+	noAck        bool
+	startNoAck   bool          // no-ack mode starts once the current reply is acked
+	bps          map[bpKey]int // breakpoints this connection set, by gdb's name
+	consoleLen   int           // guest console bytes already shown
+	consoleStale bool          // consoleLen is not known since a reverse motion or goto
+	lastSig      int           // signal of the last stop, for '?'
 }
 
 func (cn *conn) logf(format string, args ...any) { cn.srv.logf(format, args...) }
@@ -244,9 +245,9 @@ func (cn *conn) handle(pkt []byte) (reply string, quit bool, err error) {
 	case 'b':
 		switch p {
 		case "bc":
-			return cn.resume(false, cn.sess.ReverseContinue)
+			return cn.resume(motionReverse, cn.sess.ReverseContinue)
 		case "bs":
-			return cn.resume(false, func() (replayer.Stop, error) { return cn.sess.ReverseStep(1) })
+			return cn.resume(motionReverse, func() (replayer.Stop, error) { return cn.sess.ReverseStep(1) })
 		}
 		return "", false, nil
 	case 'D':
@@ -337,9 +338,9 @@ func (cn *conn) vPacket(p string) (string, bool, error) {
 		}
 		switch action {
 		case 'c', 'C':
-			return cn.resume(true, cn.sess.Continue)
+			return cn.resume(motionContinue, cn.sess.Continue)
 		case 's', 'S':
-			return cn.resume(true, func() (replayer.Stop, error) { return cn.sess.Step(1) })
+			return cn.resume(motionStep, func() (replayer.Stop, error) { return cn.sess.Step(1) })
 		}
 		return badArg("vCont action %q not supported", action).reply(), false, nil
 	case strings.HasPrefix(p, "vKill"):
@@ -426,14 +427,30 @@ func (cn *conn) resumeLegacy(p string) (string, bool, error) {
 		}
 	}
 	if p[0] == 'c' || p[0] == 'C' {
-		return cn.resume(true, cn.sess.Continue)
+		return cn.resume(motionContinue, cn.sess.Continue)
 	}
-	return cn.resume(true, func() (replayer.Stop, error) { return cn.sess.Step(1) })
+	return cn.resume(motionStep, func() (replayer.Stop, error) { return cn.sess.Step(1) })
 }
+
+// Kinds of motion, which differ in how the guest's console output is
+// followed.
+const (
+	motionContinue = iota
+	motionStep
+	motionReverse
+)
 
 // resume runs a motion of the session with the interrupt watcher on, and
 // returns its stop reply. Console output and messages go first as O packets.
-func (cn *conn) resume(forward bool, motion func() (replayer.Stop, error)) (string, bool, error) {
+//
+// Guest output is forwarded after a continue only: Session.Console returns
+// the whole output, too much to copy at every stepi. Output made by forward
+// steps shows with the next continue; after a reverse motion or a goto the
+// shown length is stale and is taken again before the next continue.
+func (cn *conn) resume(kind int, motion func() (replayer.Stop, error)) (string, bool, error) {
+	if kind == motionContinue && cn.consoleStale {
+		cn.consoleLen, cn.consoleStale = len(cn.sess.Console()), false
+	}
 	st, err := cn.run(motion)
 	if cn.in.err != nil {
 		// gdb is gone; the motion was interrupted for that.
@@ -447,12 +464,13 @@ func (cn *conn) resume(forward bool, motion func() (replayer.Stop, error)) (stri
 		// gdb takes an E stop reply as "stopped, state unknown" and warns.
 		return (&Error{Code: EIO, Msg: err.Error()}).reply(), false, nil
 	}
-	if forward {
+	switch kind {
+	case motionContinue:
 		if err := cn.forwardConsole(); err != nil {
 			return "", false, err
 		}
-	} else {
-		cn.consoleLen = len(cn.sess.Console())
+	case motionReverse:
+		cn.consoleStale = true
 	}
 	if msg := stopMessage(st); msg != "" {
 		if err := cn.console(msg); err != nil {

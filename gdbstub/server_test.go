@@ -737,3 +737,21 @@ func TestServeStopsWhenListenerCloses(t *testing.T) {
 		t.Fatalf("Serve after Close: %v", err)
 	}
 }
+
+func TestConsoleAfterSteps(t *testing.T) {
+	f := newFake(100)
+	f.pos = 8
+	c, _ := pipe(t, newTestServer(t, f))
+	call(t, c, "s")
+	call(t, c, "s") // the instruction printing "loop 0" ran
+	expect(t, c, "Z0,1004,1", "OK")
+	c.Send("c")
+	if _, out, err := c.Reply(); err != nil || out != "loop 0\n" {
+		t.Fatalf("console after steps and continue: %q, %v", out, err)
+	}
+	call(t, c, "bc") // back to 0x1004 at position 1
+	c.Send("c")
+	if _, out, err := c.Reply(); err != nil || out != "loop 0\n" {
+		t.Fatalf("console after reverse and continue: %q, %v", out, err)
+	}
+}
