@@ -62,6 +62,11 @@ import (
 	"vmrr/replayer"
 )
 
+// DefaultAddr is the address "vmrr gdb" listens on unless told otherwise:
+// loopback only, since the protocol has no authentication, on gdb's
+// customary port.
+const DefaultAddr = "127.0.0.1:1234"
+
 // Options configures a Server.
 type Options struct {
 	// Log receives a trace of the protocol (packets in and out, refusals,
