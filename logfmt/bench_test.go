@@ -49,22 +49,25 @@ func appendFixed(b []byte, e *Event) []byte {
 		b = le.AppendUint64(b, e.Addr)
 		b = append(b, e.Size)
 		b = le.AppendUint64(b, e.Values[0])
-	case KindInterrupt:
+	case KindInterrupt, KindInject:
 		b = append(b, e.Vector)
-		b = le.AppendUint64(b, e.Landing.RIP)
-		b = le.AppendUint64(b, e.Landing.RegHash)
-		b = le.AppendUint64(b, e.Landing.MemHash)
-		b = le.AppendUint32(b, uint32(len(e.Landing.Pages)))
-		for _, p := range e.Landing.Pages {
-			b = le.AppendUint64(b, p)
-		}
+		b = appendFixedLanding(b, &e.Landing)
 	case KindSerialRX:
 		b = le.AppendUint32(b, uint32(len(e.Data)))
 		b = append(b, e.Data...)
+		b = appendFixedLanding(b, &e.Landing)
 	case KindCheckpoint:
 		b = le.AppendUint64(b, e.RIP)
 		b = le.AppendUint64(b, e.RegHash)
 		b = le.AppendUint64(b, e.MemHash)
+		b = le.AppendUint32(b, uint32(len(e.Values)))
+		for _, v := range e.Values {
+			b = le.AppendUint64(b, v)
+		}
+		b = le.AppendUint32(b, uint32(len(e.Landing.Pages)))
+		for _, p := range e.Landing.Pages {
+			b = le.AppendUint64(b, p)
+		}
 	case KindRingFlush:
 		b = le.AppendUint32(b, uint32(len(e.Ring)))
 		for _, r := range e.Ring {
@@ -72,6 +75,18 @@ func appendFixed(b []byte, e *Event) []byte {
 			b = le.AppendUint32(b, r.Aux)
 			b = le.AppendUint64(b, r.Value)
 		}
+	}
+	return b
+}
+
+func appendFixedLanding(b []byte, l *Landing) []byte {
+	le := binary.LittleEndian
+	b = le.AppendUint64(b, l.RIP)
+	b = le.AppendUint64(b, l.RegHash)
+	b = le.AppendUint64(b, l.MemHash)
+	b = le.AppendUint32(b, uint32(len(l.Pages)))
+	for _, p := range l.Pages {
+		b = le.AppendUint64(b, p)
 	}
 	return b
 }

@@ -32,11 +32,26 @@ const (
 	maxInstr  = 31
 )
 
+// maxCheckpointValues is the most registers a checkpoint may carry (the
+// recorder stores 18); a bound keeps a corrupt count from costing memory.
+const maxCheckpointValues = 64
+
+// Page lists are bounded by the frame: a landing's page costs at least one
+// byte, a checkpoint's at least five (frame delta, CRC).
+const (
+	maxLandingPages    = MaxFrameBytes
+	maxCheckpointPages = MaxFrameBytes / 5
+)
+
 // codec is the state the encoding of one frame carries from event to event.
 // It starts afresh at every frame, so a reader can begin at any frame.
 type codec struct {
 	prev Position
 	tsc  uint64
+	// regs are the previous checkpoint's Values, which the next checkpoint
+	// is stored as deltas from. The slice is replaced, never written to:
+	// the writer undoes a refused event by restoring a copy of the codec.
+	regs []uint64
 }
 
 func (c *codec) reset(first Position) { *c = codec{prev: first} }
@@ -95,7 +110,18 @@ func checkEvent(e *Event) error {
 		if len(e.Values) != 1 {
 			return fmt.Errorf("%s event has %d values (needs exactly 1)", e.Kind, len(e.Values))
 		}
-	case KindInterrupt, KindSerialRX, KindCheckpoint, KindRingFlush:
+	case KindInterrupt, KindInject, KindSerialRX:
+		if n := len(e.Landing.Pages); n > maxLandingPages {
+			return fmt.Errorf("%s event has %d pages (at most %d)", e.Kind, n, maxLandingPages)
+		}
+	case KindCheckpoint:
+		if n := len(e.Values); n > maxCheckpointValues {
+			return fmt.Errorf("checkpoint event has %d values (at most %d)", n, maxCheckpointValues)
+		}
+		if n := len(e.Landing.Pages); n > maxCheckpointPages {
+			return fmt.Errorf("checkpoint event has %d pages (at most %d)", n, maxCheckpointPages)
+		}
+	case KindRingFlush:
 	case KindEnd:
 		if e.End == nil {
 			return errors.New("end event without an EndRecord")
@@ -145,24 +171,25 @@ func (c *codec) appendEvent(b []byte, e *Event) []byte {
 		b = binary.AppendUvarint(b, e.Addr)
 		b = append(b, e.Size)
 		b = binary.AppendUvarint(b, e.Values[0])
-	case KindInterrupt:
-		l := &e.Landing
+	case KindInterrupt, KindInject:
 		b = append(b, e.Vector)
-		b = binary.AppendUvarint(b, l.RIP)
-		b = binary.LittleEndian.AppendUint64(b, l.RegHash)
-		b = binary.LittleEndian.AppendUint64(b, l.MemHash)
-		b = binary.AppendUvarint(b, uint64(len(l.Pages)))
-		var prev uint64
-		for _, pg := range l.Pages {
-			b = binary.AppendUvarint(b, zigzag(int64(pg-prev)))
-			prev = pg
-		}
+		b = appendLanding(b, &e.Landing)
 	case KindSerialRX:
 		b = appendBytes(b, e.Data)
+		b = appendLanding(b, &e.Landing)
 	case KindCheckpoint:
 		b = binary.AppendUvarint(b, e.RIP)
 		b = binary.LittleEndian.AppendUint64(b, e.RegHash)
 		b = binary.LittleEndian.AppendUint64(b, e.MemHash)
+		// Most registers change little or not at all between checkpoints:
+		// a delta from the previous checkpoint of the frame costs one byte
+		// for an unchanged one.
+		b = binary.AppendUvarint(b, uint64(len(e.Values)))
+		for i, v := range e.Values {
+			b = binary.AppendUvarint(b, zigzag(int64(v-c.reg(i))))
+		}
+		c.regs = append([]uint64(nil), e.Values...)
+		b = appendCheckpointPages(b, e.Landing.Pages)
 	case KindRingFlush:
 		b = binary.AppendUvarint(b, uint64(len(e.Ring)))
 		for _, r := range e.Ring {
@@ -179,6 +206,46 @@ func (c *codec) appendEvent(b []byte, e *Event) []byte {
 		}
 	case KindEnd:
 		b = appendEnd(b, e.End)
+	}
+	return b
+}
+
+// reg is register i of the previous checkpoint of the frame, 0 if it had
+// fewer.
+func (c *codec) reg(i int) uint64 {
+	if i < len(c.regs) {
+		return c.regs[i]
+	}
+	return 0
+}
+
+// appendLanding encodes an interrupt's, injection's or serial input's
+// landing.
+func appendLanding(b []byte, l *Landing) []byte {
+	b = binary.AppendUvarint(b, l.RIP)
+	b = binary.LittleEndian.AppendUint64(b, l.RegHash)
+	b = binary.LittleEndian.AppendUint64(b, l.MemHash)
+	b = binary.AppendUvarint(b, uint64(len(l.Pages)))
+	var prev uint64
+	for _, pg := range l.Pages {
+		b = binary.AppendUvarint(b, zigzag(int64(pg-prev)))
+		prev = pg
+	}
+	return b
+}
+
+// appendCheckpointPages encodes a checkpoint's page list: each entry's
+// frame number (high half) as a delta from the previous entry's, which is
+// a byte for the usual ascending run, and its CRC (low half) as it is,
+// since checksums do not shrink.
+func appendCheckpointPages(b []byte, pages []uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(pages)))
+	var prev uint32
+	for _, pg := range pages {
+		hi := uint32(pg >> 32)
+		b = binary.AppendUvarint(b, zigzag(int64(int32(hi-prev))))
+		b = binary.LittleEndian.AppendUint32(b, uint32(pg))
+		prev = hi
 	}
 	return b
 }
@@ -363,26 +430,32 @@ func (c *codec) decodeEvent(d *decoder) (*Event, error) {
 		e.Size = d.byte1()
 		box.vals[0] = d.uvarint()
 		e.Values = box.vals[:1:1]
-	case KindInterrupt:
+	case KindInterrupt, KindInject:
 		e.Vector = d.byte1()
-		l := &e.Landing
-		l.RIP = d.uvarint()
-		l.RegHash = d.u64()
-		l.MemHash = d.u64()
-		if n := d.count(1); n > 0 {
-			l.Pages = make([]uint64, n)
-			var prev uint64
-			for i := range l.Pages {
-				prev += uint64(unzigzag(d.uvarint()))
-				l.Pages[i] = prev
-			}
-		}
+		decodeLanding(d, &e.Landing)
 	case KindSerialRX:
 		e.Data = d.bytes()
+		decodeLanding(d, &e.Landing)
 	case KindCheckpoint:
 		e.RIP = d.uvarint()
 		e.RegHash = d.u64()
 		e.MemHash = d.u64()
+		n := d.count(1)
+		if n > maxCheckpointValues {
+			d.fail(fmt.Sprintf("%d values (at most %d)", n, maxCheckpointValues))
+			n = 0
+		}
+		if n > 0 {
+			e.Values = make([]uint64, n)
+			for i := range e.Values {
+				e.Values[i] = c.reg(i) + uint64(unzigzag(d.uvarint()))
+			}
+		}
+		if d.bad == "" {
+			// A copy: the caller owns e.Values.
+			c.regs = append([]uint64(nil), e.Values...)
+		}
+		e.Landing.Pages = decodeCheckpointPages(d)
 	case KindRingFlush:
 		if n := d.count(2); n > 0 {
 			e.Ring = make([]RingEntry, n)
@@ -411,6 +484,38 @@ func (c *codec) decodeEvent(d *decoder) (*Event, error) {
 		return nil, fmt.Errorf("%s event: %s", k, d.bad)
 	}
 	return e, nil
+}
+
+func decodeLanding(d *decoder, l *Landing) {
+	l.RIP = d.uvarint()
+	l.RegHash = d.u64()
+	l.MemHash = d.u64()
+	if n := d.count(1); n > 0 {
+		l.Pages = make([]uint64, n)
+		var prev uint64
+		for i := range l.Pages {
+			prev += uint64(unzigzag(d.uvarint()))
+			l.Pages[i] = prev
+		}
+	}
+}
+
+func decodeCheckpointPages(d *decoder) []uint64 {
+	n := d.count(5)
+	if n == 0 {
+		return nil
+	}
+	pages := make([]uint64, n)
+	var hi uint32
+	for i := range pages {
+		dh := unzigzag(d.uvarint())
+		if dh != int64(int32(dh)) {
+			d.fail("page frame delta is over 32 bits")
+		}
+		hi += uint32(dh)
+		pages[i] = uint64(hi)<<32 | uint64(d.u32())
+	}
+	return pages
 }
 
 func decodeEnd(d *decoder) *EndRecord {

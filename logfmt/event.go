@@ -17,12 +17,23 @@ const (
 	KindCheckpoint Kind = 6 // periodic state hash
 	KindRingFlush  Kind = 7 // a batch of ring entries (the in-guest ring buffer was flushed)
 	KindEnd        Kind = 8 // written by Close; also in the footer
+	// KindInject: the interrupt the PIC was holding was injected into the
+	// vCPU at Pos, with a Landing. It is recorded where replay cannot find
+	// the injection point by itself (after a kick, say).
+	KindInject Kind = 9
 
 	// maxKind is the highest kind this version reads. The event encoding
 	// keeps the kind in the low four bits of its first byte, so kinds up to
 	// 15 fit without a format change.
-	maxKind = KindEnd
+	maxKind = KindInject
 )
+
+// CheckpointRegisters names a KindCheckpoint's Values, in order, as the
+// recorder stores them.
+var CheckpointRegisters = [...]string{
+	"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
+}
 
 // String names a kind the way vmrr dump prints it.
 func (k Kind) String() string {
@@ -43,6 +54,8 @@ func (k Kind) String() string {
 		return "ring-flush"
 	case KindEnd:
 		return "end"
+	case KindInject:
+		return "inject"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -97,7 +110,11 @@ type Landing struct {
 	RIP     uint64
 	RegHash uint64
 	MemHash uint64
-	Pages   []uint64 // pages dirtied since the previous event (guest frame numbers)
+	// Pages are the pages dirtied since the previous event: guest frame
+	// numbers for KindInterrupt, KindInject and KindSerialRX; for
+	// KindCheckpoint, frame<<32 | CRC-32C of the page's 4 KiB, for the pages
+	// written since the previous checkpoint.
+	Pages []uint64
 }
 
 // RingEntry is one entry of the in-guest non-determinism ring, as the guest
@@ -111,15 +128,20 @@ type RingEntry struct {
 // Event is one record of the event stream. Only the fields its Kind names
 // are stored; the others are ignored by the writer and zero when read.
 type Event struct {
-	Kind   Kind
-	Pos    Position
-	Instr  uint8    // KindNonDet: an Instr* number
-	Values []uint64 // KindNonDet values (1 to 7; rdtscp: tsc, aux); KindPortIn/KindMMIORead: exactly one
-	Port   uint16   // KindPortIn
-	Addr   uint64   // KindMMIORead
-	Size   uint8    // KindPortIn/KindMMIORead access size in bytes
-	Vector uint8    // KindInterrupt
-	// Landing is where a KindInterrupt was delivered.
+	Kind  Kind
+	Pos   Position
+	Instr uint8 // KindNonDet: an Instr* number
+	// Values are a KindNonDet's results (1 to 7; rdtscp: tsc, aux), the
+	// value of a KindPortIn or KindMMIORead (exactly one), or a
+	// KindCheckpoint's registers (0 to 64, as CheckpointRegisters names
+	// them).
+	Values []uint64
+	Port   uint16 // KindPortIn
+	Addr   uint64 // KindMMIORead
+	Size   uint8  // KindPortIn/KindMMIORead access size in bytes
+	Vector uint8  // KindInterrupt, KindInject
+	// Landing is where a KindInterrupt, KindInject or KindSerialRX was
+	// delivered. A KindCheckpoint stores its Pages only.
 	Landing Landing
 	Data    []byte // KindSerialRX
 	// RIP, RegHash and MemHash are a KindCheckpoint's state.
@@ -152,12 +174,12 @@ func FixedSize(e *Event) int {
 		n += 2 + 1 + 8
 	case KindMMIORead:
 		n += 8 + 1 + 8
-	case KindInterrupt:
+	case KindInterrupt, KindInject:
 		n += 1 + 24 + 4 + 8*len(e.Landing.Pages)
 	case KindSerialRX:
-		n += 4 + len(e.Data)
+		n += 4 + len(e.Data) + 24 + 4 + 8*len(e.Landing.Pages)
 	case KindCheckpoint:
-		n += 24
+		n += 24 + 4 + 8*len(e.Values) + 4 + 8*len(e.Landing.Pages)
 	case KindRingFlush:
 		n += 4 + 16*len(e.Ring)
 	case KindEnd:

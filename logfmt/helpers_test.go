@@ -51,14 +51,39 @@ func allKinds() []*Event {
 		{Kind: KindInterrupt, Pos: Position{Exit: 9, Insn: 4000}, Vector: 0x20, Landing: Landing{
 			RIP: 0xffffffff81001234, RegHash: 0x1111, MemHash: 0x2222, Pages: []uint64{0x100, 0x9f, 0x2000}}},
 		{Kind: KindInterrupt, Pos: Position{Exit: 10}, Vector: 0x24, Landing: Landing{RIP: 0x1000}},
-		{Kind: KindSerialRX, Pos: Position{Exit: 12}, Data: []byte("hello\n")},
+		{Kind: KindInject, Pos: Position{Exit: 11}, Vector: 0x21, Landing: Landing{
+			RIP: 0x101010, RegHash: 0x3333, MemHash: 0x4444, Pages: []uint64{0x7, 0x7, 0x3}}},
+		{Kind: KindInject, Pos: Position{Exit: 11}, Vector: 0x20},
+		{Kind: KindSerialRX, Pos: Position{Exit: 12}, Data: []byte("hello\n"), Landing: Landing{
+			RIP: 0x101020, RegHash: 0x5555, MemHash: 0x6666, Pages: []uint64{0x200}}},
 		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 1}, RIP: 0x101000, RegHash: 7, MemHash: 8},
+		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 2}, RIP: 0x101004, RegHash: 9, MemHash: 10,
+			Values: testRegs(1), Landing: Landing{Pages: []uint64{0x100<<32 | 0xdeadbeef, 0x101<<32 | 1, 0x9f<<32 | 0xffffffff,
+				0xffffffff<<32 | 5, 0}}},
+		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 3}, RIP: 0x101008, Values: testRegs(2)},
+		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 4}, Values: testRegs(2)[:5]},
+		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 5}, Values: make([]uint64, 64)},
 		{Kind: KindRingFlush, Pos: Position{Exit: 13}, Ring: []RingEntry{
 			{Kind: 1, Value: 2_000_000}, {Kind: 1, Value: 2_000_040}, {Kind: 2, Aux: 1, Value: 2_000_090},
 			{Kind: 3, Value: 0x0123456789abcdef}, {Kind: 99, Aux: 5, Value: 42}}},
 		{Kind: KindRingFlush, Pos: Position{Exit: 13}},
 		{Kind: KindSerialRX, Pos: Position{Exit: 20}},
 	}
+}
+
+// testRegs is a checkpoint's 18 registers at step i: a counter, a stack
+// pointer that moves, the rest fixed or random-looking.
+func testRegs(i uint64) []uint64 {
+	v := make([]uint64, len(CheckpointRegisters))
+	for j := range v {
+		v[j] = 0x1000*uint64(j) + 7
+	}
+	v[0] = i                            // rax: a counter
+	v[3] = 0x9e3779b97f4a7c15 * i       // rdx: changes every bit
+	v[6] = 0x7000 - 8*i                 // rsp
+	v[16] = 0xffffffff81000000 + 0x40*i // rip
+	v[17] = 0x202 | (i&1)<<6            // rflags: ZF toggles
+	return v
 }
 
 // genStream is a realistic recording of n events: mostly trapped RDTSCs
@@ -76,8 +101,14 @@ func genStream(n int, seed uint64) []*Event {
 		switch x := rng.IntN(100); {
 		case len(evs)%5000 == 4999:
 			insn++
+			pages := make([]uint64, rng.IntN(300))
+			pfn := uint64(0x100)
+			for i := range pages {
+				pfn += 1 + rng.Uint64N(3)
+				pages[i] = pfn<<32 | uint64(rng.Uint32())
+			}
 			e = &Event{Kind: KindCheckpoint, Pos: Position{Exit: exit, Insn: insn}, RIP: 0x100000 + rng.Uint64N(1<<16),
-				RegHash: rng.Uint64(), MemHash: rng.Uint64()}
+				RegHash: rng.Uint64(), MemHash: rng.Uint64(), Values: testRegs(uint64(len(evs))), Landing: Landing{Pages: pages}}
 		case x < 70:
 			exit++
 			tsc += 14000 + rng.Uint64N(2000)
@@ -104,7 +135,11 @@ func genStream(n int, seed uint64) []*Event {
 			for i := range pages {
 				pages[i] = 0x100 + rng.Uint64N(64)
 			}
-			e = &Event{Kind: KindInterrupt, Pos: Position{Exit: exit, Insn: insn}, Vector: 0x20,
+			kind := KindInterrupt
+			if x == 92 {
+				kind = KindInject // a kick: the injection needs its own event
+			}
+			e = &Event{Kind: kind, Pos: Position{Exit: exit, Insn: insn}, Vector: 0x20,
 				Landing: Landing{RIP: 0x101000 + rng.Uint64N(4096), RegHash: rng.Uint64(), MemHash: rng.Uint64(), Pages: pages}}
 		case x < 95:
 			exit++
@@ -112,7 +147,8 @@ func genStream(n int, seed uint64) []*Event {
 			for i := range data {
 				data[i] = byte('a' + rng.IntN(26))
 			}
-			e = &Event{Kind: KindSerialRX, Pos: Position{Exit: exit}, Data: data}
+			e = &Event{Kind: KindSerialRX, Pos: Position{Exit: exit}, Data: data,
+				Landing: Landing{RIP: 0x101000 + rng.Uint64N(4096), RegHash: rng.Uint64(), MemHash: rng.Uint64()}}
 		default:
 			exit++
 			ring := make([]RingEntry, 16+rng.IntN(48))
@@ -122,7 +158,7 @@ func genStream(n int, seed uint64) []*Event {
 			}
 			e = &Event{Kind: KindRingFlush, Pos: Position{Exit: exit}, Ring: ring}
 		}
-		if exit != at && e.Kind != KindInterrupt {
+		if exit != at && e.Kind != KindInterrupt && e.Kind != KindInject {
 			insn = 0
 		}
 		evs = append(evs, e)
@@ -141,17 +177,19 @@ func normalize(e *Event) Event {
 		n.Port, n.Size, n.Values = e.Port, e.Size, append([]uint64(nil), e.Values...)
 	case KindMMIORead:
 		n.Addr, n.Size, n.Values = e.Addr, e.Size, append([]uint64(nil), e.Values...)
-	case KindInterrupt:
+	case KindInterrupt, KindInject:
 		n.Vector, n.Landing = e.Vector, e.Landing
-		if len(n.Landing.Pages) == 0 {
-			n.Landing.Pages = nil
-		}
 	case KindSerialRX:
+		n.Landing = e.Landing
 		if len(e.Data) > 0 {
 			n.Data = e.Data
 		}
 	case KindCheckpoint:
 		n.RIP, n.RegHash, n.MemHash = e.RIP, e.RegHash, e.MemHash
+		n.Landing.Pages = e.Landing.Pages
+		if len(e.Values) > 0 {
+			n.Values = e.Values
+		}
 	case KindRingFlush:
 		if len(e.Ring) > 0 {
 			n.Ring = e.Ring
@@ -159,6 +197,9 @@ func normalize(e *Event) Event {
 	case KindEnd:
 		end := *e.End
 		n.End = &end
+	}
+	if len(n.Landing.Pages) == 0 {
+		n.Landing.Pages = nil
 	}
 	return n
 }

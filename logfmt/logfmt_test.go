@@ -20,7 +20,7 @@ func TestKindString(t *testing.T) {
 	for k, want := range map[Kind]string{
 		KindNonDet: "nondet", KindPortIn: "port-in", KindMMIORead: "mmio-read", KindInterrupt: "irq",
 		KindSerialRX: "serial-rx", KindCheckpoint: "checkpoint", KindRingFlush: "ring-flush", KindEnd: "end",
-		0: "kind(0)", 9: "kind(9)",
+		KindInject: "inject", 0: "kind(0)", 10: "kind(10)", 15: "kind(15)",
 	} {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)
@@ -118,6 +118,11 @@ func TestWriterRefuses(t *testing.T) {
 		{"no values", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 1}, "0 values"},
 		{"too many values", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 1, Values: make([]uint64, 8)}, "8 values"},
 		{"instr too big", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 32, Values: []uint64{1}}, "over 31"},
+		{"checkpoint values", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Values: make([]uint64, 65)}, "65 values (at most 64)"},
+		{"checkpoint pages", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages+1)}}, "pages (at most"},
+		{"inject pages", &Event{Kind: KindInject, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxLandingPages+1)}}, "pages (at most"},
+		{"huge checkpoint", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages-1)},
+			Values: make([]uint64, 64)}, "does not fit"},
 		{"port without value", &Event{Kind: KindPortIn, Pos: Position{Exit: 5}}, "needs exactly 1"},
 		{"backwards", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 4, Insn: 9}}, "before the previous"},
 		{"huge", &Event{Kind: KindSerialRX, Pos: Position{Exit: 5}, Data: make([]byte, MaxFrameBytes)}, "does not fit"},
@@ -510,15 +515,45 @@ func rewriteFrame(t *testing.T, b []byte, i int, fn func([]byte) []byte) []byte 
 
 func TestUnknownKind(t *testing.T) {
 	b := writeLog(t, &Header{}, allKinds(), WriterOptions{}, &EndRecord{})
-	c := rewriteFrame(t, b, 0, func(raw []byte) []byte {
-		raw[0] = raw[0]&^kindMask | 9
-		return raw
-	})
-	_, got, err := readAll(c)
-	want := "logfmt: frame 0: unknown event kind 9 (this vmrr reads kinds 1-8; was the log written by a newer vmrr?)"
-	var uk *UnknownKindError
-	if !errors.As(err, &uk) || err.Error() != want || len(got) != 0 {
-		t.Fatalf("unknown kind: %d events, %v", len(got), err)
+	for k := maxKind + 1; k <= kindMask; k++ {
+		c := rewriteFrame(t, b, 0, func(raw []byte) []byte {
+			raw[0] = raw[0]&^kindMask | byte(k)
+			return raw
+		})
+		_, got, err := readAll(c)
+		want := fmt.Sprintf("logfmt: frame 0: unknown event kind %d (this vmrr reads kinds 1-9; was the log written by a newer vmrr?)", k)
+		var uk *UnknownKindError
+		if !errors.As(err, &uk) || err.Error() != want || len(got) != 0 {
+			t.Fatalf("unknown kind %d: %d events, %v", k, len(got), err)
+		}
+	}
+}
+
+// TestCheckpointCompact checks that a checkpoint stores unchanged
+// registers in a byte each and pages in a few bytes each.
+func TestCheckpointCompact(t *testing.T) {
+	pages := make([]uint64, 500)
+	for i := range pages {
+		pages[i] = uint64(0x100+2*i)<<32 | uint64(0x9e3779b9*uint32(i+1))
+	}
+	first := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 1}, RIP: 0x1000, Values: testRegs(1)}
+	same := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 2}, RIP: 0x1000, Values: testRegs(1)}
+	next := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 3}, RIP: 0x1000, Values: testRegs(2)}
+	withPages := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 4}, RIP: 0x1000, Values: testRegs(2), Landing: Landing{Pages: pages}}
+	var c codec
+	a := c.appendEvent(nil, first)
+	b := c.appendEvent(nil, same)
+	n := c.appendEvent(nil, next)
+	p := c.appendEvent(nil, withPages)
+	// kind, RIP, two hashes, count, 18 zero deltas, page count.
+	if want := 1 + 2 + 16 + 1 + 18 + 1; len(b) != want {
+		t.Errorf("unchanged checkpoint: %d bytes, want %d (first: %d)", len(b), want, len(a))
+	}
+	if len(n)-len(b) > 12 {
+		t.Errorf("checkpoint with 5 registers changed: %d bytes more than unchanged", len(n)-len(b))
+	}
+	if per := float64(len(p)-len(b)) / float64(len(pages)); per > 5.01 {
+		t.Errorf("%.2f bytes per checkpoint page, want at most 5", per)
 	}
 }
 
@@ -533,6 +568,20 @@ func TestCorruptFrames(t *testing.T) {
 		{"cut event", func(raw []byte) []byte { return raw[:len(raw)-3] }, "ends inside a field"},
 		{"reserved bits", func(raw []byte) []byte { raw[0] |= 0x80; return raw }, "reserved bits"},
 		{"no values", func(raw []byte) []byte { raw[1] = 1; return raw }, "without values"},
+		{"checkpoint values", func(raw []byte) []byte {
+			var c codec
+			e := c.appendEvent(nil, &Event{Kind: KindCheckpoint, Values: make([]uint64, 64)})
+			e[1+1+16] = 65 // the value count, after head, RIP and hashes
+			return append(e, make([]byte, 80)...)
+		}, "65 values (at most 64)"},
+		{"checkpoint page delta", func(raw []byte) []byte {
+			var c codec
+			e := c.appendEvent(nil, &Event{Kind: KindCheckpoint})
+			e = e[:len(e)-1]
+			e = append(e, 1)
+			e = binary.AppendUvarint(e, zigzag(1<<32))
+			return append(e, 1, 2, 3, 4)
+		}, "page frame delta is over 32 bits"},
 		{"end not last", func(raw []byte) []byte {
 			var c codec
 			return append(c.appendEvent(nil, &Event{Kind: KindEnd, Pos: Position{Exit: 1}, End: &EndRecord{}}), raw...)

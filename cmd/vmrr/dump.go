@@ -276,7 +276,8 @@ type jsonEvent struct {
 	Exit    uint64     `json:"exit"`
 	Insn    uint64     `json:"insn"`
 	Instr   string     `json:"instr,omitempty"`
-	Values  []string   `json:"values,omitempty"`
+	Values  []string   `json:"values,omitempty"` // nondet results; checkpoint registers (see regs)
+	Regs    []string   `json:"regs,omitempty"`   // names of a checkpoint's values
 	Port    *uint16    `json:"port,omitempty"`
 	Addr    string     `json:"addr,omitempty"`
 	Size    *uint8     `json:"size,omitempty"`
@@ -309,22 +310,28 @@ func (p *dumpPrinter) event(i uint64, e *logfmt.Event) {
 		fmt.Fprintf(w, " port=%#x size=%d value=%#x", e.Port, e.Size, e.Values[0])
 	case logfmt.KindMMIORead:
 		fmt.Fprintf(w, " addr=%#x size=%d value=%#x", e.Addr, e.Size, e.Values[0])
-	case logfmt.KindInterrupt:
-		l := &e.Landing
-		fmt.Fprintf(w, " vector=%#x rip=%#x reghash=%#x memhash=%#x pages=", e.Vector, l.RIP, l.RegHash, l.MemHash)
-		for j, pg := range l.Pages {
+	case logfmt.KindInterrupt, logfmt.KindInject:
+		fmt.Fprintf(w, " vector=%#x", e.Vector)
+		landingText(w, &e.Landing)
+	case logfmt.KindSerialRX:
+		fmt.Fprintf(w, " %q", e.Data)
+		landingText(w, &e.Landing)
+	case logfmt.KindCheckpoint:
+		fmt.Fprintf(w, " rip=%#x reghash=%#x memhash=%#x", e.RIP, e.RegHash, e.MemHash)
+		for j, v := range e.Values {
+			fmt.Fprintf(w, " %s=%#x", checkpointRegName(j), v)
+		}
+		// Each page is frame<<32 | CRC-32C of its contents.
+		w.WriteString(" pages=")
+		for j, pg := range e.Landing.Pages {
 			if j > 0 {
 				w.WriteByte(',')
 			}
-			fmt.Fprintf(w, "%#x", pg)
+			fmt.Fprintf(w, "%#x:%08x", pg>>32, uint32(pg))
 		}
-		if len(l.Pages) == 0 {
+		if len(e.Landing.Pages) == 0 {
 			w.WriteString("-")
 		}
-	case logfmt.KindSerialRX:
-		fmt.Fprintf(w, " %q", e.Data)
-	case logfmt.KindCheckpoint:
-		fmt.Fprintf(w, " rip=%#x reghash=%#x memhash=%#x", e.RIP, e.RegHash, e.MemHash)
 	case logfmt.KindRingFlush:
 		fmt.Fprintf(w, " n=%d", len(e.Ring))
 		for _, r := range e.Ring {
@@ -337,6 +344,29 @@ func (p *dumpPrinter) event(i uint64, e *logfmt.Event) {
 		fmt.Fprintf(w, " %s", endText(e.End))
 	}
 	w.WriteByte('\n')
+}
+
+// landingText prints where an asynchronous event landed.
+func landingText(w *bufio.Writer, l *logfmt.Landing) {
+	fmt.Fprintf(w, " rip=%#x reghash=%#x memhash=%#x pages=", l.RIP, l.RegHash, l.MemHash)
+	for j, pg := range l.Pages {
+		if j > 0 {
+			w.WriteByte(',')
+		}
+		fmt.Fprintf(w, "%#x", pg)
+	}
+	if len(l.Pages) == 0 {
+		w.WriteString("-")
+	}
+}
+
+// checkpointRegName names a checkpoint's value i; values past the known
+// registers print by number.
+func checkpointRegName(i int) string {
+	if i < len(logfmt.CheckpointRegisters) {
+		return logfmt.CheckpointRegisters[i]
+	}
+	return fmt.Sprintf("v%d", i)
 }
 
 // ringKindName names a ring entry's (32-bit) kind.
@@ -359,19 +389,24 @@ func eventJSON(i uint64, e *logfmt.Event) *jsonEvent {
 		j.Port, j.Size, j.Value = &e.Port, &e.Size, hex64(e.Values[0])
 	case logfmt.KindMMIORead:
 		j.Addr, j.Size, j.Value = hex64(e.Addr), &e.Size, hex64(e.Values[0])
-	case logfmt.KindInterrupt:
-		l := &e.Landing
-		j.Vector, j.RIP, j.RegHash, j.MemHash = &e.Vector, hex64(l.RIP), hex64(l.RegHash), hex64(l.MemHash)
-		for _, pg := range l.Pages {
-			j.Pages = append(j.Pages, hex64(pg))
-		}
+	case logfmt.KindInterrupt, logfmt.KindInject:
+		j.Vector = &e.Vector
+		j.landing(&e.Landing)
 	case logfmt.KindSerialRX:
 		j.Data = hex.EncodeToString(e.Data)
 		if utf8.Valid(e.Data) {
 			j.Text = string(e.Data)
 		}
+		j.landing(&e.Landing)
 	case logfmt.KindCheckpoint:
 		j.RIP, j.RegHash, j.MemHash = hex64(e.RIP), hex64(e.RegHash), hex64(e.MemHash)
+		for i, v := range e.Values {
+			j.Values = append(j.Values, hex64(v))
+			j.Regs = append(j.Regs, checkpointRegName(i))
+		}
+		for _, pg := range e.Landing.Pages {
+			j.Pages = append(j.Pages, hex64(pg)) // frame<<32 | CRC-32C
+		}
 	case logfmt.KindRingFlush:
 		j.Ring = []jsonRing{}
 		for _, r := range e.Ring {
@@ -383,12 +418,20 @@ func eventJSON(i uint64, e *logfmt.Event) *jsonEvent {
 	return j
 }
 
+func (j *jsonEvent) landing(l *logfmt.Landing) {
+	j.RIP, j.RegHash, j.MemHash = hex64(l.RIP), hex64(l.RegHash), hex64(l.MemHash)
+	for _, pg := range l.Pages {
+		j.Pages = append(j.Pages, hex64(pg))
+	}
+}
+
 // dumpStats counts what --stats prints.
 type dumpStats struct {
 	events uint64
 	kinds  map[logfmt.Kind]uint64
 	instrs map[uint32]uint64 // nondet events and ring entries by instruction
 	ring   uint64            // ring entries
+	pages  uint64            // checkpoint pages (written since the previous checkpoint)
 	fixed  uint64            // the events' size in fixed-width fields
 }
 
@@ -403,6 +446,8 @@ func (s *dumpStats) add(e *logfmt.Event) {
 	switch e.Kind {
 	case logfmt.KindNonDet:
 		s.instrs[uint32(e.Instr)]++
+	case logfmt.KindCheckpoint:
+		s.pages += uint64(len(e.Landing.Pages))
 	case logfmt.KindRingFlush:
 		s.ring += uint64(len(e.Ring))
 		for _, r := range e.Ring {
@@ -419,12 +464,7 @@ func ratio(a, b uint64) float64 {
 }
 
 func (p *dumpPrinter) stats(s *dumpStats, fs logfmt.Stats, fileBytes int64) {
-	kinds := make([]logfmt.Kind, 0, len(s.kinds))
-	for k := logfmt.Kind(1); k <= logfmt.KindEnd; k++ {
-		if s.kinds[k] > 0 {
-			kinds = append(kinds, k)
-		}
-	}
+	kinds := slices.Sorted(maps.Keys(s.kinds))
 	file := uint64(fileBytes)
 	if p.json {
 		v := struct {
@@ -433,6 +473,7 @@ func (p *dumpPrinter) stats(s *dumpStats, fs logfmt.Stats, fileBytes int64) {
 			Kinds            map[string]uint64 `json:"kinds"`
 			Instructions     map[string]uint64 `json:"instructions"`
 			RingEntries      uint64            `json:"ring_entries"`
+			CheckpointPages  uint64            `json:"checkpoint_pages"`
 			Frames           uint64            `json:"frames"`
 			FileBytes        uint64            `json:"file_bytes"`
 			BytesPerEvent    float64           `json:"bytes_per_event"`
@@ -441,7 +482,7 @@ func (p *dumpPrinter) stats(s *dumpStats, fs logfmt.Stats, fileBytes int64) {
 			CompressionRatio float64           `json:"compression_ratio"`
 			FixedBytes       uint64            `json:"fixed_width_bytes"`
 			FixedRatio       float64           `json:"fixed_width_ratio"`
-		}{Type: "stats", Events: s.events, Kinds: map[string]uint64{}, Instructions: map[string]uint64{}, RingEntries: s.ring,
+		}{Type: "stats", Events: s.events, Kinds: map[string]uint64{}, Instructions: map[string]uint64{}, RingEntries: s.ring, CheckpointPages: s.pages,
 			Frames: fs.Frames, FileBytes: file, BytesPerEvent: ratio(file, s.events),
 			CompressedBytes: fs.CompressedBytes, RawBytes: fs.RawBytes, CompressionRatio: ratio(fs.RawBytes, fs.CompressedBytes),
 			FixedBytes: s.fixed, FixedRatio: ratio(s.fixed, file)}
@@ -460,6 +501,9 @@ func (p *dumpPrinter) stats(s *dumpStats, fs logfmt.Stats, fileBytes int64) {
 		fmt.Fprintf(w, "  %-11s %d", k, s.kinds[k])
 		if k == logfmt.KindRingFlush {
 			fmt.Fprintf(w, " (%d entries)", s.ring)
+		}
+		if k == logfmt.KindCheckpoint {
+			fmt.Fprintf(w, " (%d pages)", s.pages)
 		}
 		w.WriteByte('\n')
 	}

@@ -43,12 +43,21 @@ func dumpTestLog(t *testing.T, n, frameBytes int) []byte {
 		case 4:
 			e = &logfmt.Event{Kind: logfmt.KindInterrupt, Pos: p, Vector: 0x20,
 				Landing: logfmt.Landing{RIP: 0x1234, RegHash: 1, MemHash: 2, Pages: []uint64{0x100, 0x101}}}
+			if i%16 == 12 {
+				e.Kind, e.Vector = logfmt.KindInject, 0x21
+			}
 		case 5:
-			e = &logfmt.Event{Kind: logfmt.KindSerialRX, Pos: p, Data: []byte("hi\n")}
+			e = &logfmt.Event{Kind: logfmt.KindSerialRX, Pos: p, Data: []byte("hi\n"),
+				Landing: logfmt.Landing{RIP: 0x1300, RegHash: 5, MemHash: 6}}
 		case 6:
 			e = &logfmt.Event{Kind: logfmt.KindRingFlush, Pos: p, Ring: []logfmt.RingEntry{{Kind: 1, Value: tsc + 10}, {Kind: 2, Aux: 1, Value: tsc + 20}}}
 		case 7:
-			e = &logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: p, RIP: 0x2000, RegHash: 3, MemHash: 4}
+			regs := make([]uint64, len(logfmt.CheckpointRegisters))
+			for j := range regs {
+				regs[j] = uint64(j + 1)
+			}
+			e = &logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: p, RIP: 0x2000, RegHash: 3, MemHash: 4, Values: regs,
+				Landing: logfmt.Landing{Pages: []uint64{0x100<<32 | 0xabcd, 0x101<<32 | 1}}}
 		}
 		if err := w.Append(e); err != nil {
 			t.Fatal(err)
@@ -118,9 +127,12 @@ func TestDump(t *testing.T) {
 			"#0 exit=1 insn=0 nondet rdtsc 0xf7cd8\n",
 			"#3 exit=4 insn=0 port-in port=0x3fd size=1 value=0x61\n",
 			"#4 exit=5 insn=0 irq vector=0x20 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
-			"#5 exit=6 insn=0 serial-rx \"hi\\n\"\n",
+			"#5 exit=6 insn=0 serial-rx \"hi\\n\" rip=0x1300 reghash=0x5 memhash=0x6 pages=-\n",
 			"#6 exit=7 insn=0 ring-flush n=2 rdtsc:0xff212 rdtscp:0xff21c,aux=0x1\n",
-			"#7 exit=8 insn=0 checkpoint rip=0x2000 reghash=0x3 memhash=0x4\n",
+			"#7 exit=8 insn=0 checkpoint rip=0x2000 reghash=0x3 memhash=0x4 rax=0x1 rbx=0x2 rcx=0x3 rdx=0x4 rsi=0x5 rdi=0x6 " +
+				"rsp=0x7 rbp=0x8 r8=0x9 r9=0xa r10=0xb r11=0xc r12=0xd r13=0xe r14=0xf r15=0x10 rip=0x11 rflags=0x12 " +
+				"pages=0x100:0000abcd,0x101:00000001\n",
+			"#12 exit=13 insn=0 inject vector=0x21 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
 			"#40 exit=40 insn=0 end reason=\"guest exited\" status=7 rip=0x0 statehash=0x0 events=40\n",
 		} {
 			if !strings.Contains(out, want) {
@@ -154,6 +166,16 @@ func TestDump(t *testing.T) {
 		if !strings.Contains(lines[1], `"kind":"nondet","exit":1,"insn":0,"instr":"rdtsc","values":["0xf7cd8"]`) {
 			t.Errorf("first event: %s", lines[1])
 		}
+		for _, want := range []string{
+			`"kind":"inject","exit":13,"insn":0,"vector":33,"rip":"0x1234","reg_hash":"0x1","mem_hash":"0x2","pages":["0x100","0x101"]`,
+			`"kind":"serial-rx","exit":6,"insn":0,"rip":"0x1300","reg_hash":"0x5","mem_hash":"0x6","data":"68690a","text":"hi\n"`,
+			`"kind":"checkpoint","exit":8,"insn":0,"values":["0x1","0x2",`,
+			`"rflags"],"rip":"0x2000","reg_hash":"0x3","mem_hash":"0x4","pages":["0x1000000abcd","0x10100000001"]`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("json lacks %s", want)
+			}
+		}
 		if !strings.Contains(lines[0], `"image_sha256":"`) || !strings.Contains(lines[0], `"end":{"reason":"guest exited"`) {
 			t.Errorf("header: %s", lines[0])
 		}
@@ -181,6 +203,7 @@ func TestDump(t *testing.T) {
 			t.Fatalf("status %d:\n%s", st, out)
 		}
 		for _, want := range []string{"events       41\n", "  nondet      15\n", "  ring-flush  5 (10 entries)\n",
+			"  checkpoint  5 (10 pages)\n", "  irq         3\n", "  inject      2\n",
 			"instructions rdtsc=20 rdtscp=5\n", "bytes/event", "compression ratio", "fixed-width"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("stats lack %q:\n%s", want, out)
@@ -189,11 +212,13 @@ func TestDump(t *testing.T) {
 		out, _, _ = run(t, "--stats", "--json", goodPath)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		var s struct {
-			Type   string
-			Events int
-			Kinds  map[string]int
+			Type            string
+			Events          int
+			Kinds           map[string]int
+			CheckpointPages int `json:"checkpoint_pages"`
 		}
-		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil || s.Type != "stats" || s.Events != 41 || s.Kinds["irq"] != 5 {
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil || s.Type != "stats" || s.Events != 41 ||
+			s.Kinds["irq"] != 3 || s.Kinds["inject"] != 2 || s.CheckpointPages != 10 {
 			t.Fatalf("json stats %+v, %v", s, err)
 		}
 	})
