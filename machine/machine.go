@@ -157,10 +157,15 @@ type Machine struct {
 	insnBase    uint64
 	unknown     map[uint16]bool // unknown ports already reported
 	Warnings    io.Writer       // where one-time warnings go (unknown ports); nil = none
+	Trace       io.Writer       // if set, every exit is traced here
 	debugCtl    kvm.GuestDebug
 	stepping    bool
 	breakpoints []uint64
 	afterIO     []func() error
+	// atDeterministicExit and delivered say whether the guest may take an
+	// interrupt at the next entry (see step).
+	atDeterministicExit bool
+	delivered           bool
 	tscAux      uint64
 	result      *Result
 	closeOnce   sync.Once
@@ -204,7 +209,7 @@ func New(cfg Config) (m *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m = &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}}
+	m = &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}, atDeterministicExit: true}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -238,7 +243,7 @@ func New(cfg Config) (m *Machine, err error) {
 	m.pic = newPIC()
 	m.pit = newPIT()
 	m.rtc = newRTC()
-	m.uart = newUART(cfg.Console, m.pic.Raise)
+	m.uart = newUART(cfg.Console, m.RaiseIRQ)
 	m.initRing()
 	if err := m.load(cfg.Image, boot); err != nil {
 		return nil, err
@@ -299,7 +304,10 @@ func (m *Machine) UART() *UART { return m.uart }
 func (m *Machine) PIT() *PIT { return m.pit }
 
 // RaiseIRQ signals an edge on an ISA interrupt line.
-func (m *Machine) RaiseIRQ(irq int) { m.pic.Raise(irq) }
+func (m *Machine) RaiseIRQ(irq int) {
+	m.pic.Raise(irq)
+	m.delivered = true
+}
 
 // HasInsnCounter reports whether positions include an exact instruction count.
 func (m *Machine) HasInsnCounter() bool { return m.vcpu.HasInsnCounter() }
@@ -374,10 +382,13 @@ func (m *Machine) applyGuestDebug() error {
 // next KVM_RUN; setting registers before that is undefined).
 func (m *Machine) AfterIO(fn func() error) { m.afterIO = append(m.afterIO, fn) }
 
-// completeIO finishes a pending PIO exit without running guest code
-// (KVM_RUN with immediate_exit) and runs the AfterIO functions.
+// completeIO finishes a pending PIO or MMIO exit without running guest
+// code (KVM_RUN with immediate_exit) and runs the AfterIO functions. Every
+// I/O exit is completed at once so that the state hooks see after it is
+// the state after the instruction: otherwise the exit (RIP at the
+// instruction) and the next stop (RIP past it) would share one position.
 func (m *Machine) completeIO() error {
-	if len(m.afterIO) == 0 {
+	if m.result != nil {
 		return nil
 	}
 	m.vcpu.State().ImmediateExit = 1
@@ -447,30 +458,46 @@ func (m *Machine) End(r Reason, detail string) {
 // step is one trip through the exit loop: hooks, interrupt injection,
 // KVM_RUN, and dispatch of the exit.
 func (m *Machine) step() error {
-	if err := m.hooks.BeforeRun(m); err != nil {
-		return err
-	}
-	if m.result != nil {
-		return nil
+	run := m.vcpu.State()
+	injected := false
+	for {
+		if err := m.hooks.BeforeRun(m); err != nil {
+			return err
+		}
+		if m.result != nil {
+			return nil
+		}
+		_, pending := m.pic.Pending()
+		run.RequestInterruptWindow = 0
+		if !pending || injected {
+			break
+		}
+		// Inject only where replay stops too: after an exit the guest
+		// caused, or where a hook delivered an event. At a kick or a
+		// debugger's stop the guest could take the interrupt, but a replay
+		// would not be there to give it; the window exit comes at a place
+		// both agree on.
+		if run.ReadyForInterruptInjection == 0 || run.IFFlag == 0 || !(m.atDeterministicExit || m.delivered) {
+			run.RequestInterruptWindow = 1
+			break
+		}
+		// An injection changes what later events do (a second IRQ raised
+		// before it is coalesced, one raised after it waits in the IRR),
+		// so it counts as a position step and the hooks see the machine
+		// again before it runs.
+		vec, _ := m.pic.Acknowledge()
+		if err := m.vcpu.Interrupt(vec); err != nil {
+			return err
+		}
+		m.exits++
+		injected = true
 	}
 	if err := m.applyGuestDebug(); err != nil {
 		return err
 	}
-	run := m.vcpu.State()
-	if _, ok := m.pic.Pending(); ok {
-		if run.ReadyForInterruptInjection != 0 && run.IFFlag != 0 {
-			vec, _ := m.pic.Acknowledge()
-			if err := m.vcpu.Interrupt(vec); err != nil {
-				return err
-			}
-			run.RequestInterruptWindow = 0
-		} else {
-			run.RequestInterruptWindow = 1
-		}
-	} else {
-		run.RequestInterruptWindow = 0
-	}
+	m.delivered = false
 	err := m.vcpu.Run()
+	m.atDeterministicExit = err == nil && deterministicExit(run.ExitReason)
 	if errors.Is(err, kvm.ErrInterrupted) {
 		return m.hooks.Interrupted(m)
 	}
@@ -480,8 +507,45 @@ func (m *Machine) step() error {
 	return m.dispatch()
 }
 
+// deterministicExit reports whether an exit reason is caused by the guest's
+// own instructions (so record and replay see it at the same place).
+func deterministicExit(reason uint32) bool {
+	switch reason {
+	case kvm.ExitIntr, kvm.ExitDebug, kvm.ExitIRQWindowOpen:
+		// Kicks and debug stops are the VMM's own; and on hosts like PVM
+		// the interrupt-window exit comes some way after the window opened,
+		// at a place that varies from run to run.
+		return false
+	}
+	return true
+}
+
+// AtDeterministicExit reports whether the vCPU stopped at an exit the
+// guest's own instructions caused, where replay stops too.
+func (m *Machine) AtDeterministicExit() bool { return m.atDeterministicExit }
+
+// CanInject reports whether an interrupt is pending in the PIC and the vCPU
+// could take it now.
+func (m *Machine) CanInject() (uint8, bool) {
+	vec, pending := m.pic.Pending()
+	run := m.vcpu.State()
+	return vec, pending && run.ReadyForInterruptInjection != 0 && run.IFFlag != 0
+}
+
+// MayInject reports whether the next entry will inject a pending interrupt
+// without being told to (see Delivered).
+func (m *Machine) MayInject() bool { return m.atDeterministicExit || m.delivered }
+
+// Delivered tells the machine that a hook delivered an asynchronous event
+// at the current position, where an interrupt may now be injected.
+func (m *Machine) Delivered() { m.delivered = true }
+
 func (m *Machine) dispatch() error {
 	run := m.vcpu.State()
+	if m.Trace != nil {
+		regs, _ := m.vcpu.Regs()
+		fmt.Fprintf(m.Trace, "exit %d reason %d %s rip %#x if %d\n", m.exits, run.ExitReason, m.Position(), regs.RIP, run.IFFlag)
+	}
 	switch run.ExitReason {
 	case kvm.ExitIO:
 		m.exits++
@@ -491,7 +555,10 @@ func (m *Machine) dispatch() error {
 		return m.completeIO()
 	case kvm.ExitMMIO:
 		m.exits++
-		return m.handleMMIO()
+		if err := m.handleMMIO(); err != nil {
+			return err
+		}
+		return m.completeIO()
 	case kvm.ExitHLT:
 		m.exits++
 		return m.handleHLT()

@@ -65,6 +65,9 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	}
 	defer m.Close()
 	m.Warnings = opt.Warnings
+	if os.Getenv("VMRR_TRACE") != "" {
+		m.Trace = os.Stderr
+	}
 	r.m = m
 	r.ring = nondet.NewRing(m.Memory(), true)
 	if err := trap.Install(m); err != nil {
@@ -168,8 +171,8 @@ func (r *Recorder) logTick(m *machine.Machine) {
 }
 
 func (r *Recorder) logSerial(m *machine.Machine, b []byte) {
-	p, _ := r.landing(m)
-	r.append(&logfmt.Event{Kind: logfmt.KindSerialRX, Pos: p, Data: append([]byte(nil), b...)})
+	p, l := r.landing(m)
+	r.append(&logfmt.Event{Kind: logfmt.KindSerialRX, Pos: p, Data: append([]byte(nil), b...), Landing: l})
 }
 
 // checkpoint logs the state every CheckpointEvery exits.
@@ -192,7 +195,17 @@ func (r *Recorder) BeforeRun(m *machine.Machine) error {
 	if err := r.Live.BeforeRun(m); err != nil {
 		return err
 	}
-	return r.trap.BeforeRun(m)
+	if err := r.trap.BeforeRun(m); err != nil {
+		return err
+	}
+	// The guest could take a pending interrupt here, at a stop replay
+	// would not make by itself (a kick, a late window exit): log the place.
+	if vec, ok := m.CanInject(); ok && !m.MayInject() {
+		p, l := r.landing(m)
+		r.append(&logfmt.Event{Kind: logfmt.KindInject, Pos: p, Vector: vec, Landing: l})
+		m.Delivered()
+	}
+	return nil
 }
 
 // Input reads the outside world and logs the value.

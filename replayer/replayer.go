@@ -1,0 +1,496 @@
+package replayer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"vmrr/logfmt"
+	"vmrr/machine"
+	"vmrr/machine/kvm"
+	"vmrr/nondet"
+)
+
+// Options configure a replay.
+type Options struct {
+	LogPath  string
+	Image    []byte    // the guest image; nil: the embedded one, else the header's path
+	Console  io.Writer // the guest's serial output
+	Warnings io.Writer
+	// StuckAfter bounds how long the replay may run without reaching the
+	// next event before it reports where it is stuck (default 10 s).
+	StuckAfter time.Duration
+}
+
+// Divergence is a replay that no longer matches its recording.
+type Divergence struct {
+	Event   uint64 // index of the event that did not match
+	Pos     logfmt.Position
+	Message string
+}
+
+func (d *Divergence) Error() string {
+	return fmt.Sprintf("replay diverged at event %d (%s): %s", d.Event, d.Pos, d.Message)
+}
+
+// Engine replays a log on a machine: it is the machine.Hooks of a replay.
+// Session builds debugging on top of it.
+type Engine struct {
+	m      *machine.Machine
+	hdr    *logfmt.Header
+	image  []byte
+	events *logfmt.Reader // the main cursor: every event but ring flushes
+	rings  *logfmt.Reader // the ring cursor, read ahead of the guest
+	next   *logfmt.Event  // next event to apply; nil when the log has no more
+	index  uint64         // index of next
+	endErr error          // why the log has no more events (io.EOF, *TruncatedError)
+
+	trap       *nondet.Trapper
+	ring       *nondet.Ring
+	ringFilled uint64
+	ringErr    error
+
+	armed      uint64 // breakpoint armed for the next event's landing
+	stepping   bool   // stepping over an armed breakpoint that was not the landing
+	lastIndex  uint64
+	lastMoved  time.Time
+	stuckAfter time.Duration
+
+	// stop, when set, is asked at every BeforeRun whether to stop (Session).
+	stop func() bool
+}
+
+// ErrImageNeeded is returned when no image can be found for a log.
+var ErrImageNeeded = errors.New("replayer: the log does not embed its image and the recorded path cannot be read (pass --image)")
+
+// Open opens a log and builds a machine ready to replay it.
+func Open(opt Options) (*Engine, error) {
+	events, err := logfmt.Open(opt.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{events: events, hdr: events.Header(), stuckAfter: opt.StuckAfter}
+	if e.stuckAfter == 0 {
+		e.stuckAfter = 10 * time.Second
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	if e.rings, err = logfmt.Open(opt.LogPath); err != nil {
+		return nil, err
+	}
+	if e.image, err = findImage(e.hdr, opt.Image); err != nil {
+		return nil, err
+	}
+	mode, err := nondet.ParseMode(e.hdr.Mode)
+	if err != nil {
+		return nil, fmt.Errorf("replayer: log header: %w", err)
+	}
+	e.trap = &nondet.Trapper{Mode: mode, Values: e, Trapped: map[int]uint64{}}
+	for _, p := range e.hdr.Patches {
+		e.trap.Patches = append(e.trap.Patches, nondet.Patch{Addr: p.Addr, Original: p.Original,
+			Inst: patchInst(p, e.image)})
+	}
+	cpuid := make([]kvm.CPUIDEntry2, len(e.hdr.CPUID))
+	for i, c := range e.hdr.CPUID {
+		cpuid[i] = kvm.CPUIDEntry2{Function: c.Function, Index: c.Index, Flags: c.Flags, Eax: c.EAX, Ebx: c.EBX, Ecx: c.ECX, Edx: c.EDX}
+	}
+	e.m, err = machine.New(machine.Config{MemoryBytes: e.hdr.MemoryBytes, Image: e.image, Boot: machine.BootProtocol(e.hdr.Boot),
+		Console: opt.Console, Hooks: e, CPUID: cpuid})
+	if err != nil {
+		return nil, err
+	}
+	e.m.Warnings = opt.Warnings
+	if os.Getenv("VMRR_TRACE") != "" {
+		e.m.Trace = os.Stderr
+	}
+	e.ring = nondet.NewRing(e.m.Memory(), false)
+	if err := e.trap.Install(e.m); err != nil {
+		return nil, err
+	}
+	e.refill()
+	e.advance()
+	ok = true
+	return e, nil
+}
+
+// patchInst recovers a patch's instruction details by decoding the
+// original bytes again.
+func patchInst(p logfmt.Patch, image []byte) nondet.Inst {
+	mode := 64
+	if len(image) > 4 && image[4] == 1 { // ELFCLASS32
+		mode = 32
+	}
+	in, _ := nondet.Match(p.Original, mode)
+	return in
+}
+
+// findImage picks the image: given, embedded, or at the recorded path; its
+// hash must match the header's.
+func findImage(h *logfmt.Header, given []byte) ([]byte, error) {
+	img := given
+	if img == nil && len(h.Image) > 0 {
+		img = h.Image
+	}
+	if img == nil {
+		b, err := readFile(h.ImagePath)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrImageNeeded, err)
+		}
+		img = b
+	}
+	if err := h.CheckImage(img); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// Close releases the machine and the log.
+func (e *Engine) Close() error {
+	if e.m != nil {
+		e.m.Close()
+	}
+	if e.events != nil {
+		e.events.Close()
+	}
+	if e.rings != nil {
+		e.rings.Close()
+	}
+	return nil
+}
+
+// Machine is the machine being replayed.
+func (e *Engine) Machine() *machine.Machine { return e.m }
+
+// Header is the log's header.
+func (e *Engine) Header() *logfmt.Header { return e.hdr }
+
+// Image is the guest image.
+func (e *Engine) Image() []byte { return e.image }
+
+// Patches is the patch table in use.
+func (e *Engine) Patches() nondet.Patches { return e.trap.Patches }
+
+// advance reads the next event of the main cursor, skipping ring flushes
+// (the ring cursor reads those).
+func (e *Engine) advance() {
+	for {
+		e.index = e.events.Index()
+		ev, err := e.events.Next()
+		if err != nil {
+			e.next, e.endErr = nil, err
+			return
+		}
+		if ev.Kind == logfmt.KindRingFlush {
+			continue
+		}
+		e.next = ev
+		return
+	}
+}
+
+// Next is the next event to apply, with its index (nil at the end).
+func (e *Engine) Next() (*logfmt.Event, uint64) { return e.next, e.index }
+
+// EndErr says why there are no more events: io.EOF at a clean end, a
+// *logfmt.TruncatedError, or a corruption error.
+func (e *Engine) EndErr() error { return e.endErr }
+
+func pos(p machine.Position) logfmt.Position { return logfmt.Position{Exit: p.Exit, Insn: p.Insn} }
+
+// diverge builds a divergence at the next event.
+func (e *Engine) diverge(format string, args ...any) error {
+	p := logfmt.Position{}
+	if e.next != nil {
+		p = e.next.Pos
+	}
+	return &Divergence{Event: e.index, Pos: p, Message: fmt.Sprintf(format, args...)}
+}
+
+func describe(ev *logfmt.Event) string {
+	switch ev.Kind {
+	case logfmt.KindPortIn:
+		return fmt.Sprintf("a read of port %#x", ev.Port)
+	case logfmt.KindInterrupt:
+		return fmt.Sprintf("IRQ %d at RIP %#x", ev.Vector, ev.Landing.RIP)
+	case logfmt.KindInject:
+		return fmt.Sprintf("the injection of vector %#x at RIP %#x", ev.Vector, ev.Landing.RIP)
+	case logfmt.KindEnd:
+		return "the end of the recording (" + ev.End.Reason + ")"
+	}
+	return ev.Kind.String()
+}
+
+// apply applies every event due at the current position.
+func (e *Engine) apply(m *machine.Machine) error {
+	for e.next != nil {
+		cur := pos(m.Position())
+		ev := e.next
+		if cur != ev.Pos {
+			if ev.Pos.Less(cur) {
+				regs, _ := m.VCPU().Regs()
+				return e.diverge("the replay passed %s without reaching it: now at %s RIP %#x", describe(ev), cur, regs.RIP)
+			}
+			return nil
+		}
+		switch ev.Kind {
+		case logfmt.KindInterrupt:
+			if err := e.land(m, ev); err != nil {
+				return err
+			}
+			m.RaiseIRQ(int(ev.Vector))
+			if ev.Vector == machine.IRQTimer {
+				m.PIT().Fired()
+			}
+		case logfmt.KindInject:
+			if err := e.land(m, ev); err != nil {
+				return err
+			}
+			vec, ok := m.CanInject()
+			if !ok || vec != ev.Vector {
+				return e.diverge("the recording injected vector %#x here, but the guest cannot take it now (pending %#x, possible %v)", ev.Vector, vec, ok)
+			}
+			m.Delivered()
+		case logfmt.KindSerialRX:
+			if err := e.land(m, ev); err != nil {
+				return err
+			}
+			m.UART().Receive(ev.Data)
+		case logfmt.KindCheckpoint:
+			if err := e.checkpoint(m, ev); err != nil {
+				return err
+			}
+		case logfmt.KindEnd:
+			if !strings.HasPrefix(ev.End.Reason, machine.ReasonExited.String()) &&
+				!strings.HasPrefix(ev.End.Reason, machine.ReasonTripleFault.String()) &&
+				!strings.HasPrefix(ev.End.Reason, machine.ReasonInternal.String()) {
+				// The recording was cut here (time limit, hang): end alike.
+				m.End(reasonOf(ev.End.Reason), "as recorded")
+			}
+			return nil
+		case logfmt.KindPortIn:
+			return nil // Input takes it
+		default:
+			return e.diverge("unexpected %s event", ev.Kind)
+		}
+		e.advance()
+	}
+	return nil
+}
+
+// land checks that the guest stands where the recording delivered an
+// asynchronous event.
+func (e *Engine) land(m *machine.Machine, ev *logfmt.Event) error {
+	if ev.Landing.RIP == 0 && ev.Landing.RegHash == 0 {
+		return nil // logged without a landing
+	}
+	regs, err := m.VCPU().Regs()
+	if err != nil {
+		return err
+	}
+	if regs.RIP != ev.Landing.RIP || machine.RegHash(&regs) != ev.Landing.RegHash {
+		return e.diverge("at the %s event's position the state differs: RIP %#x, recorded %#x (register hash %#x, recorded %#x)",
+			ev.Kind, regs.RIP, ev.Landing.RIP, machine.RegHash(&regs), ev.Landing.RegHash)
+	}
+	return nil
+}
+
+func reasonOf(s string) machine.Reason {
+	for r := machine.ReasonExited; r <= machine.ReasonStopped; r++ {
+		if strings.HasPrefix(s, r.String()) {
+			return r
+		}
+	}
+	return machine.ReasonStopped
+}
+
+// checkpoint compares the state with a recorded checkpoint.
+func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
+	regs, err := m.VCPU().Regs()
+	if err != nil {
+		return err
+	}
+	if h := machine.RegHash(&regs); h != ev.RegHash || regs.RIP != ev.RIP {
+		return e.diverge("checkpoint: registers differ: RIP %#x, recorded %#x", regs.RIP, ev.RIP)
+	}
+	if h := m.MemHash(); h != ev.MemHash {
+		return e.diverge("checkpoint: guest memory differs at RIP %#x (memory hash %#x, recorded %#x)", regs.RIP, h, ev.MemHash)
+	}
+	return nil
+}
+
+// BeforeRun applies due events, aims a breakpoint at the next landing and
+// lets the trapper work.
+func (e *Engine) BeforeRun(m *machine.Machine) error {
+	if e.stop != nil && e.stop() {
+		return machine.ErrStop
+	}
+	if err := e.apply(m); err != nil {
+		return err
+	}
+	if e.next == nil && !errors.Is(e.endErr, io.EOF) {
+		return e.endOfLog()
+	}
+	if err := e.aim(m); err != nil {
+		return err
+	}
+	return e.trap.BeforeRun(m)
+}
+
+// endOfLog stops a replay whose log ended early or is damaged.
+func (e *Engine) endOfLog() error {
+	return &EndOfLogError{Err: e.endErr}
+}
+
+// EndOfLogError is a replay that ran out of log before the recording's end.
+type EndOfLogError struct{ Err error }
+
+func (e *EndOfLogError) Error() string { return e.Err.Error() }
+func (e *EndOfLogError) Unwrap() error { return e.Err }
+
+// aim arms a hardware breakpoint at the next asynchronous event's RIP once
+// the replay has reached that event's exit count.
+func (e *Engine) aim(m *machine.Machine) error {
+	if e.stepping {
+		return nil
+	}
+	var want []uint64
+	if ev := e.next; ev != nil && !m.SingleStepping() && ev.Pos.Exit == m.Exits() {
+		switch ev.Kind {
+		case logfmt.KindInterrupt, logfmt.KindInject, logfmt.KindSerialRX:
+			if ev.Landing.RIP != 0 {
+				want = []uint64{ev.Landing.RIP}
+			}
+		case logfmt.KindEnd:
+			want = []uint64{ev.End.RIP}
+		}
+	}
+	return m.SetBreakpoints(want)
+}
+
+// Debug handles a breakpoint hit or a single-step: a breakpoint at the
+// landing RIP that is not yet the landing's position is stepped over
+// (the host does not honour RF: disarm, step once, re-arm).
+func (e *Engine) Debug(m *machine.Machine, d kvm.DebugExit) error {
+	if e.stepping {
+		e.stepping = false
+		if e.trap.Mode != nondet.ModeExact {
+			m.SetSingleStep(false)
+		}
+		return nil
+	}
+	if len(m.Breakpoints()) == 0 {
+		return nil
+	}
+	if ev := e.next; ev != nil && pos(m.Position()) == ev.Pos {
+		return nil // BeforeRun applies it
+	}
+	e.stepping = true
+	m.SetBreakpoints(nil)
+	m.SetSingleStep(true)
+	return nil
+}
+
+// Idle: a halted guest in replay can only be woken by the next event, which
+// must be due here.
+func (e *Engine) Idle(m *machine.Machine) error {
+	if err := e.apply(m); err != nil {
+		return err
+	}
+	if m.Pending() {
+		return nil
+	}
+	if e.next == nil {
+		if errors.Is(e.endErr, io.EOF) {
+			return e.diverge("the guest halted, waiting for an interrupt, after the last event of the log")
+		}
+		return e.endOfLog()
+	}
+	regs, _ := m.VCPU().Regs()
+	return e.diverge("the guest halted at %s RIP %#x, waiting for an interrupt, but the next event is %s at %s",
+		pos(m.Position()), regs.RIP, describe(e.next), e.next.Pos)
+}
+
+// Input returns the logged value of an outside-world device read.
+func (e *Engine) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
+	ev := e.next
+	if ev == nil || ev.Kind != logfmt.KindPortIn || ev.Pos != pos(m.Position()) || ev.Port != in.Port {
+		if ev == nil && !errors.Is(e.endErr, io.EOF) {
+			return 0, e.endOfLog()
+		}
+		what := "nothing"
+		if ev != nil {
+			what = describe(ev) + " at " + ev.Pos.String()
+		}
+		return 0, e.diverge("the guest read port %#x at %s, but the log has %s", in.Port, pos(m.Position()), what)
+	}
+	v := ev.Values[0]
+	e.advance()
+	return v, nil
+}
+
+// NonDet serves the emulator's and MSR exits' values from the ring.
+func (e *Engine) NonDet(m *machine.Machine, kind int) (uint64, error) { return e.trap.NonDet(m, kind) }
+
+// Port handles the trap and doorbell ports.
+func (e *Engine) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
+	return e.trap.Port(m, port, out, data)
+}
+
+// Interrupted is a watchdog kick; nothing to do.
+func (e *Engine) Interrupted(m *machine.Machine) error { return nil }
+
+// Now is zero: a replay never looks at the host clock for the guest.
+func (e *Engine) Now() time.Duration { return 0 }
+
+// refill loads the next logged batch into the ring.
+func (e *Engine) refill() {
+	for {
+		ev, err := e.rings.Next()
+		if err != nil {
+			e.ringFilled, e.ringErr = 0, err
+			e.ring.Fill(nil)
+			return
+		}
+		if ev.Kind != logfmt.KindRingFlush {
+			continue
+		}
+		batch := make([]nondet.Entry, len(ev.Ring))
+		for i, r := range ev.Ring {
+			batch[i] = nondet.Entry{Kind: r.Kind, Aux: r.Aux, Value: r.Value}
+		}
+		e.ring.Fill(batch)
+		e.ringFilled = uint64(len(batch))
+		return
+	}
+}
+
+// Value takes a trapped instruction's value from the ring (nondet.Values).
+func (e *Engine) Value(m *machine.Machine, kind int) (uint64, error) {
+	if e.ring.Head() >= e.ringFilled {
+		if e.ringErr != nil && !errors.Is(e.ringErr, io.EOF) {
+			return 0, &EndOfLogError{Err: e.ringErr}
+		}
+		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", nondet.KindName(kind), pos(m.Position()))
+	}
+	ent := e.ring.Take()
+	if int(ent.Kind) != kind {
+		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", nondet.KindName(kind), pos(m.Position()), nondet.KindName(int(ent.Kind)))
+	}
+	if e.ring.Head() >= machine.RingCapacity {
+		e.refill()
+	}
+	return ent.Value, nil
+}
+
+// Doorbell refills the ring the guest used up.
+func (e *Engine) Doorbell(m *machine.Machine) error {
+	e.refill()
+	return nil
+}
