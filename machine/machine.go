@@ -166,9 +166,9 @@ type Machine struct {
 	// interrupt at the next entry (see step).
 	atDeterministicExit bool
 	delivered           bool
-	tscAux      uint64
-	result      *Result
-	closeOnce   sync.Once
+	tscAux              uint64
+	result              *Result
+	closeOnce           sync.Once
 }
 
 var kickOnce sync.Once

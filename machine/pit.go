@@ -63,7 +63,7 @@ func (p *PIT) TakeChanged() bool { c := p.changed; p.changed = false; return c }
 // count computes a channel's current count at time now since the start.
 func (p *PIT) count(i int, now time.Duration) uint16 {
 	c := &p.ch[i]
-	ticks := uint64((now-c.loadedAt).Nanoseconds()) * PITHz / uint64(time.Second)
+	ticks := uint64((now - c.loadedAt).Nanoseconds()) * PITHz / uint64(time.Second)
 	n := uint64(c.reload)
 	return uint16(n - ticks%n)
 }

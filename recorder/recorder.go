@@ -216,7 +216,9 @@ func (r *Recorder) Input(m *machine.Machine, in machine.Input, live func() uint6
 }
 
 // NonDet serves the emulator's and MSR exits' non-deterministic values.
-func (r *Recorder) NonDet(m *machine.Machine, kind int) (uint64, error) { return r.trap.NonDet(m, kind) }
+func (r *Recorder) NonDet(m *machine.Machine, kind int) (uint64, error) {
+	return r.trap.NonDet(m, kind)
+}
 
 // Port handles the trap and doorbell ports.
 func (r *Recorder) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {

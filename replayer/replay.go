@@ -10,7 +10,7 @@ import (
 
 // Outcome is how a whole replay went.
 type Outcome struct {
-	Result     machine.Result   // how the replayed guest ended
+	Result     machine.Result    // how the replayed guest ended
 	End        *logfmt.EndRecord // how the recording ended (nil if the log was cut short)
 	StateHash  uint64
 	Divergence *Divergence // the first mismatch, if any
