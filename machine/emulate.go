@@ -1,9 +1,12 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 
 	"vmrr/machine/kvm"
+	"vmrr/machine/x86emu"
+	"vmrr/tlbsync/pagewalk"
 )
 
 // handleInternal handles KVM_EXIT_INTERNAL_ERROR. An emulation failure is
@@ -18,10 +21,63 @@ func (m *Machine) handleInternal() error {
 	return m.emulate()
 }
 
-// emulate is replaced by the x86emu-based emulator.
-func (m *Machine) emulate() error {
-	regs, _ := m.vcpu.Regs()
-	res := m.finish(ReasonInternal, 0, fmt.Sprintf("cannot emulate the instruction at RIP %#x", regs.RIP))
-	m.result = &res
-	return nil
+// emuEnv is guest memory and the hooks, as the emulator sees them.
+type emuEnv struct{ m *Machine }
+
+func (e emuEnv) ReadPhys(gpa uint64, b []byte) error  { return e.m.mem.ReadPhys(gpa, b) }
+func (e emuEnv) WritePhys(gpa uint64, b []byte) error { return e.m.mem.WritePhys(gpa, b) }
+
+func (e emuEnv) Translate(cpu *x86emu.CPU, linear uint64, write, user, fetch bool) (uint64, uint32, bool) {
+	s := &cpu.Sregs
+	mode := pagewalk.ModeOf(s.CR0, s.CR4, s.EFER)
+	w, err := pagewalk.Translate(e.m.mem, mode, s.CR3, linear, pagewalk.Access{Write: write, User: user, Fetch: fetch}, pagewalk.FlagsOf(s.CR0, s.CR4, s.EFER))
+	if err != nil {
+		var pf *pagewalk.PageFault
+		if errors.As(err, &pf) {
+			return 0, pf.Code, false
+		}
+		// A malformed table: the CPU would raise #PF with the reserved bit.
+		return 0, pagewalk.PFPresent | pagewalk.PFReserved, false
+	}
+	return w.Phys, 0, true
 }
+
+func (e emuEnv) NonDet(kind x86emu.NonDetKind) (uint64, error) {
+	return e.m.hooks.NonDet(e.m, int(kind))
+}
+
+// emulate runs the instruction at RIP in vmrr's emulator and writes the
+// resulting state back.
+func (m *Machine) emulate() error {
+	regs, err := m.vcpu.Regs()
+	if err != nil {
+		return err
+	}
+	sregs, err := m.vcpu.Sregs()
+	if err != nil {
+		return err
+	}
+	cpu := x86emu.CPU{Regs: regs, Sregs: sregs, TSCAux: m.tscAux}
+	_, err = x86emu.Step(&cpu, emuEnv{m})
+	var unsup *x86emu.UnsupportedError
+	switch {
+	case errors.Is(err, x86emu.ErrTripleFault):
+		res := m.finish(ReasonTripleFault, 0, "an exception vmrr's emulator raised could not be delivered")
+		m.result = &res
+		return nil
+	case errors.As(err, &unsup):
+		res := m.finish(ReasonInternal, 0, unsup.Error())
+		m.result = &res
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := m.vcpu.SetSregs(&cpu.Sregs); err != nil {
+		return err
+	}
+	m.emulated++
+	return m.vcpu.SetRegs(&cpu.Regs)
+}
+
+// Emulated is the number of instructions vmrr's emulator ran.
+func (m *Machine) Emulated() uint64 { return m.emulated }

@@ -162,6 +162,7 @@ type Machine struct {
 	stepping    bool
 	breakpoints []uint64
 	afterIO     []func() error
+	emulated    uint64
 	// atDeterministicExit and delivered say whether the guest may take an
 	// interrupt at the next entry (see step).
 	atDeterministicExit bool
@@ -477,7 +478,7 @@ func (m *Machine) step() error {
 		// debugger's stop the guest could take the interrupt, but a replay
 		// would not be there to give it; the window exit comes at a place
 		// both agree on.
-		if run.ReadyForInterruptInjection == 0 || run.IFFlag == 0 || !(m.atDeterministicExit || m.delivered) {
+		if !(m.atDeterministicExit || m.delivered) || !m.interruptible() {
 			run.RequestInterruptWindow = 1
 			break
 		}
@@ -528,8 +529,25 @@ func (m *Machine) AtDeterministicExit() bool { return m.atDeterministicExit }
 // could take it now.
 func (m *Machine) CanInject() (uint8, bool) {
 	vec, pending := m.pic.Pending()
-	run := m.vcpu.State()
-	return vec, pending && run.ReadyForInterruptInjection != 0 && run.IFFlag != 0
+	return vec, pending && m.interruptible()
+}
+
+// interruptible reports whether the vCPU can take an external interrupt
+// now. It reads the registers and pending events instead of trusting
+// kvm_run's if_flag and ready_for_interrupt_injection, which describe the
+// state at the last exit: vmrr's emulator may have changed it since (an
+// emulated IRET sets IF), and they differ between a kick and a debug stop
+// at the same instruction.
+func (m *Machine) interruptible() bool {
+	regs, err := m.vcpu.Regs()
+	if err != nil || regs.RFLAGS&kvm.FlagIF == 0 {
+		return false
+	}
+	ev, err := m.vcpu.Events()
+	if err != nil {
+		return false
+	}
+	return ev.I.Shadow == 0 && ev.I.Inject == 0 && ev.E.Inject == 0 && ev.E.Pending == 0 && ev.N.Inject == 0
 }
 
 // MayInject reports whether the next entry will inject a pending interrupt
