@@ -82,7 +82,7 @@ func FindPatches(image []byte) (Patches, error) {
 	}
 	var ps Patches
 	for _, s := range f.Sections {
-		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_EXECINSTR == 0 {
+		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_EXECINSTR == 0 || s.Name == RingSection {
 			continue
 		}
 		code, err := s.Data()
@@ -96,6 +96,31 @@ func FindPatches(image []byte) (Patches, error) {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Addr < ps[j].Addr })
 	return ps, nil
+}
+
+// RingSection is the ELF section holding a paravirtual guest's ring code
+// (docs/guest-abi.md): its non-deterministic instructions feed the ring
+// themselves, so vmrr neither patches nor traps them.
+const RingSection = ".vmrr_ring"
+
+// Range is a half-open range of guest addresses.
+type Range struct{ Start, End uint64 }
+
+// RingCode returns the load address ranges of an image's RingSection
+// sections (none for a non-ELF image).
+func RingCode(image []byte) []Range {
+	f, err := elf.NewFile(bytes.NewReader(image))
+	if err != nil {
+		return nil
+	}
+	var rs []Range
+	for _, s := range f.Sections {
+		if s.Name == RingSection && s.Flags&elf.SHF_EXECINSTR != 0 {
+			a := loadAddr(f, s.Addr)
+			rs = append(rs, Range{a, a + s.Size})
+		}
+	}
+	return rs
 }
 
 // loadAddr maps a virtual address to the physical address its segment is

@@ -48,6 +48,8 @@ type Trapper struct {
 	Mode    Mode
 	Patches Patches
 	Values  Values
+	// Ring is the guest's own ring code, which exact mode leaves alone.
+	Ring []Range
 	// Trapped counts the instructions given values, by kind.
 	Trapped map[int]uint64
 }
@@ -55,7 +57,7 @@ type Trapper struct {
 // NewTrapper makes a trapper; in fast mode it finds the patches for the
 // image (call Install after the machine loaded it).
 func NewTrapper(mode Mode, image []byte, values Values) (*Trapper, error) {
-	t := &Trapper{Mode: mode, Values: values, Trapped: map[int]uint64{}}
+	t := &Trapper{Mode: mode, Values: values, Trapped: map[int]uint64{}, Ring: RingCode(image)}
 	if mode == ModeFast {
 		ps, err := FindPatches(image)
 		if err != nil {
@@ -104,6 +106,9 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 			return err
 		}
 		mode := machine.CPUMode(&sregs)
+		if t.inRing(sregs.CS.Base + regs.RIP) {
+			return nil
+		}
 		var code [15]byte
 		n, _ := m.ReadVirtual(&sregs, sregs.CS.Base+regs.RIP, code[:])
 		in, ok := Match(code[:n], mode)
@@ -119,6 +124,15 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 			return err
 		}
 	}
+}
+
+func (t *Trapper) inRing(addr uint64) bool {
+	for _, r := range t.Ring {
+		if addr >= r.Start && addr < r.End {
+			return true
+		}
+	}
+	return false
 }
 
 // Port handles the trap port (a patched instruction) and the ring doorbell.

@@ -8,40 +8,54 @@
 #include "rt/rt.h"
 #include "rt/ring.h"
 
+_Static_assert(RING_BASE == 0x90000 && RING_KIND_RDTSC == 1 && RING_KIND_RDRAND == 3 && RING_DOORBELL_PORT == 0xe1, "ring_put hard-codes these");
+
 #define ROUNDS 5000
 
-/* ring_put passes one value through the ring. Record (recmask ~0) keeps the
- * native value and stores it; replay (recmask 0) keeps the logged one. Both
- * run the same instructions: only the doorbell depends on head. */
-static inline u64 ring_put(u64 native, u32 kind)
-{
-	volatile struct ring_header *h = RING_HEADER;
-	u64 m = h->recmask;
-	u64 head = h->head;
-	volatile struct ring_entry *e = RING_ENTRY(head);
-	u64 v = (native & m) | (e->value & ~m);
-	e->value = v;
-	e->kind = kind;
-	e->aux = 0;
-	head++;
-	h->head = head;
-	if (head == h->capacity)
-		outb(RING_DOORBELL_PORT, 0); /* the VMM sets head back to 0 */
-	return v;
-}
-
-RING_TEXT u64 ring_rdtsc(void)
-{
-	return ring_put(rdtsc(), RING_KIND_RDTSC);
-}
-
-RING_TEXT u64 ring_rdrand(void)
-{
-	u64 native;
-	/* No retry on CF=0: a retry loop would run differently in replay. */
-	__asm__ volatile("rdrand %0" : "=r"(native) : : "cc");
-	return ring_put(native, RING_KIND_RDRAND);
-}
+/* ring_rdtsc and ring_rdrand pass one native value through the ring.
+ * Record (recmask ~0) keeps the native value and stores it; replay
+ * (recmask 0) keeps the logged one. They are written in assembly so that
+ * both run the same instructions and no register is left holding the native
+ * value (which differs between record and replay): rax ends as the value
+ * passed, rcx and rdx as values both agree on. Only the doorbell depends on
+ * head. Returns the value in rax; clobbers rcx, rdx, rsi, rdi, r8. */
+u64 ring_rdtsc(void);
+u64 ring_rdrand(void);
+__asm__(
+	".pushsection .text.vmrr_ring,\"ax\",@progbits\n"
+	".globl ring_rdtsc\n"
+	"ring_rdtsc:\n"
+	"	rdtsc\n"
+	"	shl $32, %rdx\n"
+	"	or %rdx, %rax\n"
+	"	mov $" "1" ", %esi\n" /* RING_KIND_RDTSC */
+	"	jmp ring_put\n"
+	".globl ring_rdrand\n"
+	"ring_rdrand:\n"
+	"	rdrand %rax\n" /* no retry on CF=0: a retry would differ in replay */
+	"	mov $" "3" ", %esi\n" /* RING_KIND_RDRAND */
+	"ring_put:\n"
+	"	mov $0x90000, %edi\n"      /* RING_BASE */
+	"	mov 0x18(%rdi), %rcx\n"    /* recmask */
+	"	mov 0x10(%rdi), %rdx\n"    /* head */
+	"	shl $4, %rdx\n"
+	"	lea 0x1000(%rdi,%rdx), %r8\n" /* the entry */
+	"	and %rcx, %rax\n"          /* native & m */
+	"	not %rcx\n"
+	"	and (%r8), %rcx\n"         /* logged & ~m */
+	"	or %rcx, %rax\n"
+	"	mov %rax, (%r8)\n"
+	"	mov %esi, 8(%r8)\n"
+	"	movl $0, 12(%r8)\n"
+	"	mov 0x10(%rdi), %rdx\n"
+	"	inc %rdx\n"
+	"	mov %rdx, 0x10(%rdi)\n"
+	"	xor %ecx, %ecx\n"
+	"	cmp 0x8(%rdi), %edx\n"     /* capacity */
+	"	jne 1f\n"
+	"	out %al, $0xe1\n"          /* RING_DOORBELL_PORT: the VMM resets head */
+	"1:	ret\n"
+	".popsection\n");
 
 static int ring_ok(void)
 {
