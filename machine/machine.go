@@ -163,6 +163,7 @@ type Machine struct {
 	breakpoints []uint64
 	afterIO     []func() error
 	emulated    uint64
+	onRAMWrite  func(gpa uint64, data []byte) error
 	// atDeterministicExit and delivered say whether the guest may take an
 	// interrupt at the next entry (see step).
 	atDeterministicExit bool
@@ -629,9 +630,13 @@ func (m *Machine) handleHLT() error {
 	return nil
 }
 
-// handleMMIO: there are no MMIO devices; reads see all ones.
+// handleMMIO: a write to write-protected RAM goes to its handler (tlbsync);
+// there are no MMIO devices, and reads see all ones.
 func (m *Machine) handleMMIO() error {
 	mm := m.vcpu.MMIO()
+	if mm.IsWrite != 0 && m.onRAMWrite != nil && mm.PhysAddr < m.mem.Size() && mm.Len <= 8 {
+		return m.onRAMWrite(mm.PhysAddr, mm.Data[:mm.Len])
+	}
 	if mm.IsWrite == 0 {
 		for i := range mm.Data {
 			mm.Data[i] = 0xff
@@ -680,3 +685,11 @@ func (m *Machine) warnOnce(port uint16, out bool) {
 
 // Pending reports whether the PIC has an interrupt to deliver.
 func (m *Machine) Pending() bool { _, ok := m.pic.Pending(); return ok }
+
+// SetRAMWriteHandler installs the function that handles guest writes to
+// RAM that is mapped read-only (the write arrives as an MMIO exit; the
+// handler must apply it).
+func (m *Machine) SetRAMWriteHandler(fn func(gpa uint64, data []byte) error) { m.onRAMWrite = fn }
+
+// VM is the KVM VM, for memory-slot changes.
+func (m *Machine) VM() *kvm.VM { return m.vm }
