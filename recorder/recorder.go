@@ -12,6 +12,7 @@ import (
 	"vmrr/machine"
 	"vmrr/machine/kvm"
 	"vmrr/nondet"
+	"vmrr/tlbsync"
 )
 
 // Version is vmrr's version as recorded in log headers.
@@ -33,6 +34,7 @@ type Options struct {
 	Serial      io.Reader     // COM1 input; nil for none
 	Timeout     time.Duration // 0: no limit
 	Warnings    io.Writer
+	TLBSync     bool // keep the TLB in step with page-table writes (tlbsync)
 }
 
 // Recorder is a live run whose every outside-world input is logged. It
@@ -43,6 +45,7 @@ type Recorder struct {
 	w      *logfmt.Writer
 	trap   *nondet.Trapper
 	ring   *nondet.Ring
+	tlb    *tlbsync.Sync
 	err    error // first logging error: ends the run
 	lastCP uint64
 }
@@ -72,6 +75,11 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	r.ring = nondet.NewRing(m.Memory(), true)
 	if err := trap.Install(m); err != nil {
 		return machine.Result{}, err
+	}
+	if opt.TLBSync {
+		if r.tlb, err = tlbsync.Attach(m); err != nil {
+			return machine.Result{}, err
+		}
 	}
 	if w != nil {
 		if r.w, err = logfmt.NewWriter(w, header(m, trap, opt), logfmt.WriterOptions{}); err != nil {
@@ -113,6 +121,7 @@ func header(m *machine.Machine, trap *nondet.Trapper, opt Options) *logfmt.Heade
 		Mode:        string(opt.Mode),
 		StartTime:   time.Now().UTC(),
 		Host:        hostDescription(),
+		TLBSync:     opt.TLBSync,
 	}
 	if opt.EmbedImage {
 		h.Image = opt.Image
@@ -192,6 +201,11 @@ func (r *Recorder) BeforeRun(m *machine.Machine) error {
 		return r.err
 	}
 	r.checkpoint(m)
+	if r.tlb != nil {
+		if err := r.tlb.BeforeRun(m); err != nil {
+			return err
+		}
+	}
 	if err := r.Live.BeforeRun(m); err != nil {
 		return err
 	}
@@ -262,4 +276,12 @@ func (r *Recorder) flushRing() {
 		ev.Ring[i] = logfmt.RingEntry{Kind: e.Kind, Aux: e.Aux, Value: e.Value}
 	}
 	r.append(ev)
+}
+
+// TLBStats is what tlbsync did during the recording (zero when off).
+func (r *Recorder) TLBStats() tlbsync.Stats {
+	if r.tlb == nil {
+		return tlbsync.Stats{}
+	}
+	return r.tlb.Stats()
 }

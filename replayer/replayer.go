@@ -12,6 +12,7 @@ import (
 	"vmrr/machine"
 	"vmrr/machine/kvm"
 	"vmrr/nondet"
+	"vmrr/tlbsync"
 )
 
 // Options configure a replay.
@@ -49,6 +50,7 @@ type Engine struct {
 	endErr error          // why the log has no more events (io.EOF, *TruncatedError)
 
 	trap       *nondet.Trapper
+	tlb        *tlbsync.Sync
 	ring       *nondet.Ring
 	ringFilled uint64
 	ringErr    error
@@ -113,6 +115,11 @@ func Open(opt Options) (*Engine, error) {
 	e.ring = nondet.NewRing(e.m.Memory(), false)
 	if err := e.trap.Install(e.m); err != nil {
 		return nil, err
+	}
+	if e.hdr.TLBSync {
+		if e.tlb, err = tlbsync.Attach(e.m); err != nil {
+			return nil, err
+		}
 	}
 	e.refill()
 	e.advance()
@@ -330,6 +337,11 @@ func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
 func (e *Engine) BeforeRun(m *machine.Machine) error {
 	if e.stop != nil && e.stop() {
 		return machine.ErrStop
+	}
+	if e.tlb != nil {
+		if err := e.tlb.BeforeRun(m); err != nil {
+			return err
+		}
 	}
 	if err := e.apply(m); err != nil {
 		return err

@@ -24,6 +24,7 @@ func recordCmd(args []string) int {
 	out := fs.String("o", "", "log file (default: IMAGE's name with .vmrr)")
 	mode := fs.String("mode", string(nondet.ModeFast), "how non-deterministic instructions are trapped: exact (single-step) or fast (patched)")
 	embed := fs.Bool("embed-image", false, "store the guest image in the log")
+	tlb := fs.String("tlbsync", "on", "keep the guest TLB in step with page-table writes: on or off")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -34,6 +35,9 @@ func recordCmd(args []string) int {
 	m, err := nondet.ParseMode(*mode)
 	if err != nil {
 		return fail("%v", err)
+	}
+	if *tlb != "on" && *tlb != "off" {
+		return fail("--tlbsync=%s: want on or off", *tlb)
 	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
@@ -55,7 +59,7 @@ func recordCmd(args []string) int {
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
 	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: *mf.mem << 20,
-		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr})
+		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on"})
 	if err != nil {
 		f.Close()
 		return fail("%v", err)
