@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"vmrr/machine"
 	"vmrr/nondet"
 	"vmrr/recorder"
 )
@@ -17,7 +18,7 @@ func init() {
 func recordCmd(args []string) int {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr record [-o LOG] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr record [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -25,6 +26,8 @@ func recordCmd(args []string) int {
 	mode := fs.String("mode", string(nondet.ModeFast), "how non-deterministic instructions are trapped: exact (single-step) or fast (patched)")
 	embed := fs.Bool("embed-image", false, "store the guest image in the log")
 	tlb := fs.String("tlbsync", "on", "keep the guest TLB in step with page-table writes: on or off")
+	keep := fs.String("keep", keepAlways, "when to keep the log: always, fail (only when the guest does not end with the success status) or never")
+	success := fs.Int("success-status", 1, "the exit status of a passing guest, for --keep=fail (1: debug-exit value 0, the QEMU isa-debug-exit convention)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -38,6 +41,12 @@ func recordCmd(args []string) int {
 	}
 	if *tlb != "on" && *tlb != "off" {
 		return fail("--tlbsync=%s: want on or off", *tlb)
+	}
+	if *keep != keepAlways && *keep != keepFail && *keep != keepNever {
+		return fail("--keep=%s: want always, fail or never", *keep)
+	}
+	if *success < 0 || *success > 255 {
+		return fail("--success-status=%d: want an exit status, 0-255", *success)
 	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
@@ -62,7 +71,40 @@ func recordCmd(args []string) int {
 		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on"})
 	if err != nil {
 		f.Close()
+		// A recording that failed half-way is kept unless told otherwise:
+		// what it holds may be the only trace of the failure.
+		if *keep == keepNever {
+			os.Remove(logPath)
+		}
 		return fail("%v", err)
+	}
+	return keepLog(logPath, *keep, *success, res)
+}
+
+// The --keep policies.
+const (
+	keepAlways = "always"
+	keepFail   = "fail"
+	keepNever  = "never"
+)
+
+// keepLog applies the --keep policy to a finished recording and returns the
+// guest's status. With keepFail a failed run's log is named on stderr with
+// the reason, which is what a CI job's output needs to point at the artifact.
+func keepLog(logPath, keep string, success int, res machine.Result) int {
+	failed := res.Status != success
+	switch {
+	case keep == keepNever, keep == keepFail && !failed:
+		if err := os.Remove(logPath); err != nil {
+			fmt.Fprintf(os.Stderr, "vmrr: remove log: %v\n", err)
+		}
+	case keep == keepFail:
+		reason := res.Message
+		if reason == "" {
+			reason = res.Reason.String()
+		}
+		fmt.Fprintf(os.Stderr, "vmrr: kept log %s (guest failed: %s)\n", logPath, reason)
+		return res.Status
 	}
 	return reportResult(res)
 }
