@@ -84,7 +84,7 @@ func TestPITProgramming(t *testing.T) {
 			periodic: true, reload: 65536, mode: 3, access: 3},
 		{name: "channel 2 leaves channel 0 alone", writes: pitProgram(pitCh2LoHiMode3),
 			periodic: true, reload: 65536, mode: 3, access: 3},
-		{name: "lohi 11932 (100 Hz), as rt's pit_start does", writes: pitProgram(pitCh0LoHiMode2, 0x9c, 0x2e),
+		{name: "lohi 11932 (100 Hz)", writes: pitProgram(pitCh0LoHiMode2, 0x9c, 0x2e),
 			period: 10000150, armed: true, periodic: true, changed: true, reload: 11932, mode: 2, access: 3,
 			bug: pitLoHiBug},
 		{name: "lohi second count reloads", writes: append(pitProgram(pitCh0LoHiMode2, 0x9c, 0x2e), pitWrite{PortPIT, 0xe8}, pitWrite{PortPIT, 0x03}),
@@ -138,8 +138,8 @@ func TestPITProgramming(t *testing.T) {
 // pitLoHiBug is the cause of the skipped lobyte/hibyte cases.
 const pitLoHiBug = "with access 3 (lobyte then hibyte) PIT.portOut computes the new low byte into " +
 	"the local r and returns before storing it, so the second write combines the new high " +
-	"byte with the previous count's low byte: 0x9c, 0x2e (11932, the 100 Hz count rt's " +
-	"pit_start writes) loads 0x2e00 = 11776, a 101.3 Hz timer (deterministic, so record and " +
+	"byte with the previous count's low byte: the guests' pit_start(1193) (1 kHz) loads " +
+	"0x400 = 1024, a 1165 Hz timer, and race.c's 597 loads 512 (deterministic, so record and " +
 	"replay agree, but not what the guest asked for). Fix: keep the low byte in a " +
 	"pitChannel field (e.g. lo uint8) at the first write and build r = lo | v<<8 at the second."
 
