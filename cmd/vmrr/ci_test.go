@@ -324,3 +324,30 @@ func TestFlakyReproduced(t *testing.T) {
 		}
 	})
 }
+
+// TestBenchQEMUTable runs the comparison on one guest, with QEMU made
+// unavailable so that only the vmrr row and the skip note are printed.
+func TestBenchQEMUTable(t *testing.T) {
+	c := newCITool(t)
+	r := c.run("bench", "qemu", "--runs=1", "--qemu=/nonexistent/qemu", "--guests="+guestDir, "hello-multiboot")
+	if r.status != 0 {
+		t.Fatalf("status %d: %s", r.status, r.stderr)
+	}
+	for _, re := range []string{
+		`(?m)^QEMU rows skipped: .*/nonexistent/qemu`,
+		`(?m)^\| guest \| tool \| run ms \| record ms \| replay ms \|`,
+		`(?m)^\| hello-multiboot \| vmrr fast \| \d+ \| \d+ \| \d+ \| [\d.]+ \| \d+ \| 1/1 \| 1 \|$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("table does not match %s:\n%s", re, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "QEMU TCG") {
+		t.Errorf("QEMU row printed without QEMU:\n%s", r.stdout)
+	}
+	for _, args := range [][]string{{"bench"}, {"bench", "qemu", "--runs=0"}, {"bench", "qemu", "--guests=" + guestDir, "nosuch"}} {
+		if r := c.run(args...); r.status != exitUsage || strings.Count(r.stderr, "\n") < 1 {
+			t.Errorf("vmrr %s: status %d, stderr %q; want %d and a message", strings.Join(args, " "), r.status, r.stderr, exitUsage)
+		}
+	}
+}
