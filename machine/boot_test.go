@@ -203,7 +203,7 @@ func badLoads() []struct {
 		{"Multiboot kludge load end below load", "", multibootHeader(1<<16, 0x100000, 0x100000, 0xf0000, 0, 0x100020), "load_end_addr"},
 		{"Multiboot header in a non-ELF without kludge", "", append(multibootHeader(0), codeExit...), "ELF"},
 		{"Multiboot header in an ELF64 without kludge", "", append(align4(elf64Code(0x100000, codeExit)), multibootHeader(0)...), "ELF class"},
-		{"Multiboot ELF segment in the boot area", "", multibootELF(0x7000, codeExit), "reserved memory"},
+		{"Multiboot ELF segment in the boot area", "", multibootELF(0x7000, codeExit), "ELF segment 0 at 0x7000"},
 	}
 }
 
