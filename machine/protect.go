@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -26,6 +27,10 @@ type Slot struct {
 	Size     uint64 // bytes, a multiple of 4 KiB
 	ReadOnly bool   // installed with KVM_MEM_READONLY
 }
+
+// ErrTooManySlots is returned by SetReadOnlyPages when the pages would need
+// more memory slots than KVM has.
+var ErrTooManySlots = errors.New("machine: too many memory slots")
 
 // capNRMemslots is KVM_CAP_NR_MEMSLOTS: how many slots an address space has.
 const capNRMemslots = 10
@@ -104,7 +109,7 @@ func (m *Machine) SetReadOnlyPages(pages []uint64) error {
 	want := layout(ps, size)
 	t := m.table()
 	if len(want) > t.max-1 { // FlushTLB uses the last slot
-		return fmt.Errorf("machine: protect %d pages: needs %d memory slots, KVM has %d", len(ps), len(want), t.max)
+		return fmt.Errorf("%w: protecting %d pages needs %d, KVM has %d", ErrTooManySlots, len(ps), len(want), t.max)
 	}
 	return m.install(t, want)
 }
