@@ -150,13 +150,12 @@ type mark struct {
 // insnHooks watches an instruction probe: marks, the vector of the first
 // interrupt stub that ran, and a watchdog for guests that never exit.
 type insnHooks struct {
-	marks    []mark
-	mode     Mode
-	vector   int   // -1 until a stub ran
-	errCode  int64 // the exception's error code, -1 if none
-	at       mark
-	expired  atomic.Bool
-	deadline time.Duration
+	marks   []mark
+	mode    Mode
+	vector  int   // -1 until a stub ran
+	errCode int64 // the exception's error code, -1 if none
+	at      mark
+	expired atomic.Bool
 }
 
 func (h *insnHooks) BeforeRun(m *machine.Machine) error { return nil }
@@ -190,9 +189,7 @@ func (h *insnHooks) Port(m *machine.Machine, port uint16, out bool, data []byte)
 		h.errCode = -1
 		if hasErrorCode(h.vector) && h.mode != ModeReal16 {
 			// The stub popped the vector; the error code is on top.
-			if r, err := m.VCPU().Regs(); err == nil {
-				h.errCode = int64(m.Memory().Uint32(r.RSP))
-			}
+			h.errCode = int64(m.Memory().Uint32(k.regs.RSP))
 		}
 		return true, machine.ErrStop
 	}

@@ -716,7 +716,10 @@ func (p *prober) kick(mode Mode) Level {
 			return broken(err)
 		}
 		if end.Before(t) {
-			continue // something else interrupted the run first
+			// Something else interrupted the run first; the kick that
+			// came after it left immediate_exit set.
+			g.v.State().ImmediateExit = 0
+			continue
 		}
 		lat = append(lat, end.Sub(t))
 	}
@@ -778,7 +781,7 @@ func (p *prober) insnCounter() Mechanism {
 // cancels what the marks around them add.
 const (
 	counterShort = 1000
-	counterLong  = 50000
+	counterLong  = 20000
 	nativeLoop   = 5000000
 )
 
