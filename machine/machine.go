@@ -494,11 +494,20 @@ func (m *Machine) step() error {
 		m.exits++
 		injected = true
 	}
-	if err := m.applyGuestDebug(); err != nil {
+	// KVM turns HLT into a no-op when it single-steps it (the step's debug
+	// exit replaces the halt), so a stepped guest would not halt where an
+	// unstepped one does. Let KVM run an HLT unstepped: it exits as usual.
+	stepping := m.stepping
+	if stepping && !injected && m.atHLT() {
+		m.stepping = false
+	}
+	err := m.applyGuestDebug()
+	m.stepping = stepping
+	if err != nil {
 		return err
 	}
 	m.delivered = false
-	err := m.vcpu.Run()
+	err = m.vcpu.Run()
 	m.atDeterministicExit = err == nil && deterministicExit(run.ExitReason)
 	if errors.Is(err, kvm.ErrInterrupted) {
 		return m.hooks.Interrupted(m)
@@ -693,3 +702,25 @@ func (m *Machine) SetRAMWriteHandler(fn func(gpa uint64, data []byte) error) { m
 
 // VM is the KVM VM, for memory-slot changes.
 func (m *Machine) VM() *kvm.VM { return m.vm }
+
+// atHLT reports whether the next instruction is HLT.
+func (m *Machine) atHLT() bool {
+	regs, err := m.vcpu.Regs()
+	if err != nil {
+		return false
+	}
+	sregs, err := m.vcpu.Sregs()
+	if err != nil {
+		return false
+	}
+	var code [4]byte
+	n, _ := m.ReadVirtual(&sregs, sregs.CS.Base+regs.RIP, code[:])
+	for _, b := range code[:n] {
+		switch b {
+		case 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf2, 0xf3:
+			continue
+		}
+		return b == 0xf4
+	}
+	return false
+}

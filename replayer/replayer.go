@@ -63,6 +63,15 @@ type Engine struct {
 
 	// stop, when set, is asked at every BeforeRun whether to stop (Session).
 	stop func() bool
+	// atUserBP is set at a debugger breakpoint hit.
+	atUserBP bool
+	// singleStep is set while the debugger needs every instruction.
+	singleStep bool
+	// userBPs are debugger breakpoints armed beside the landing breakpoint.
+	userBPs []uint64
+	// ringIndex is the ring cursor's next event index (for snapshots).
+	ringIndex uint64
+	logPath   string
 }
 
 // ErrImageNeeded is returned when no image can be found for a log.
@@ -74,7 +83,7 @@ func Open(opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{events: events, hdr: events.Header(), stuckAfter: opt.StuckAfter}
+	e := &Engine{events: events, hdr: events.Header(), stuckAfter: opt.StuckAfter, logPath: opt.LogPath}
 	if e.stuckAfter == 0 {
 		e.stuckAfter = 10 * time.Second
 	}
@@ -338,6 +347,10 @@ func (e *Engine) BeforeRun(m *machine.Machine) error {
 	if e.stop != nil && e.stop() {
 		return machine.ErrStop
 	}
+	if e.atUserBP {
+		e.atUserBP = false
+		e.stepOver(m)
+	}
 	if e.tlb != nil {
 		if err := e.tlb.BeforeRun(m); err != nil {
 			return err
@@ -367,20 +380,20 @@ func (e *EndOfLogError) Error() string { return e.Err.Error() }
 func (e *EndOfLogError) Unwrap() error { return e.Err }
 
 // aim arms a hardware breakpoint at the next asynchronous event's RIP once
-// the replay has reached that event's exit count.
+// the replay has reached that event's exit count, beside the debugger's.
 func (e *Engine) aim(m *machine.Machine) error {
 	if e.stepping {
 		return nil
 	}
-	var want []uint64
+	want := append([]uint64(nil), e.userBPs...)
 	if ev := e.next; ev != nil && !m.SingleStepping() && ev.Pos.Exit == m.Exits() {
 		switch ev.Kind {
 		case logfmt.KindInterrupt, logfmt.KindInject, logfmt.KindSerialRX:
 			if ev.Landing.RIP != 0 {
-				want = []uint64{ev.Landing.RIP}
+				want = append(want, ev.Landing.RIP)
 			}
 		case logfmt.KindEnd:
-			want = []uint64{ev.End.RIP}
+			want = append(want, ev.End.RIP)
 		}
 	}
 	return m.SetBreakpoints(want)
@@ -392,9 +405,7 @@ func (e *Engine) aim(m *machine.Machine) error {
 func (e *Engine) Debug(m *machine.Machine, d kvm.DebugExit) error {
 	if e.stepping {
 		e.stepping = false
-		if e.trap.Mode != nondet.ModeExact {
-			m.SetSingleStep(false)
-		}
+		m.SetSingleStep(e.trap.Mode == nondet.ModeExact || e.singleStep)
 		return nil
 	}
 	if len(m.Breakpoints()) == 0 {
@@ -403,10 +414,30 @@ func (e *Engine) Debug(m *machine.Machine, d kvm.DebugExit) error {
 	if ev := e.next; ev != nil && pos(m.Position()) == ev.Pos {
 		return nil // BeforeRun applies it
 	}
+	if len(e.userBPs) > 0 {
+		regs, err := m.VCPU().Regs()
+		if err != nil {
+			return err
+		}
+		for _, a := range e.userBPs {
+			if a == regs.RIP {
+				// The debugger decides in BeforeRun; if it goes on, the
+				// breakpoint is stepped over then.
+				e.atUserBP = true
+				return nil
+			}
+		}
+	}
+	e.stepOver(m)
+	return nil
+}
+
+// stepOver runs the next instruction with breakpoints disarmed: the host
+// does not honour RF, so resuming at an armed address would hit it again.
+func (e *Engine) stepOver(m *machine.Machine) {
 	e.stepping = true
 	m.SetBreakpoints(nil)
 	m.SetSingleStep(true)
-	return nil
 }
 
 // Idle: a halted guest in replay can only be woken by the next event, which
@@ -468,6 +499,7 @@ func (e *Engine) refill() {
 		if err != nil {
 			e.ringFilled, e.ringErr = 0, err
 			e.ring.Fill(nil)
+			e.ringIndex = e.rings.Index()
 			return
 		}
 		if ev.Kind != logfmt.KindRingFlush {
@@ -479,6 +511,7 @@ func (e *Engine) refill() {
 		}
 		e.ring.Fill(batch)
 		e.ringFilled = uint64(len(batch))
+		e.ringIndex = e.rings.Index()
 		return
 	}
 }

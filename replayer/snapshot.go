@@ -1,0 +1,166 @@
+package replayer
+
+import (
+	"bytes"
+
+	"vmrr/logfmt"
+	"vmrr/machine"
+)
+
+const pageSize = 4096
+
+// snapshot is the whole replay state at one position: the vCPU, the
+// devices, the log cursors, the console length, and the guest pages that
+// changed since the snapshot before it.
+type snapshot struct {
+	pos     Position
+	cpu     machine.CPUState
+	dev     machine.DeviceState
+	eng     engineState
+	console int
+	// pages holds the content, at this snapshot, of every page that
+	// differs from the previous snapshot (all pages for the first one).
+	pages map[uint64][]byte
+	bytes uint64
+}
+
+// engineState is the part of the Engine a snapshot restores.
+type engineState struct {
+	index       uint64 // index of next
+	next        *logfmt.Event
+	endErr      error
+	readerIndex uint64 // where the main cursor reads next
+	ringIndex   uint64
+	ringFilled  uint64
+	ringErr     error
+}
+
+func (e *Engine) saveState() engineState {
+	return engineState{index: e.index, next: e.next, endErr: e.endErr, readerIndex: e.events.Index(),
+		ringIndex: e.ringIndex, ringFilled: e.ringFilled, ringErr: e.ringErr}
+}
+
+func (e *Engine) restoreState(s *engineState) error {
+	if err := e.events.SeekEvent(s.readerIndex); err != nil {
+		return err
+	}
+	if err := e.rings.SeekEvent(s.ringIndex); err != nil {
+		return err
+	}
+	e.index, e.next, e.endErr = s.index, s.next, s.endErr
+	e.ringIndex, e.ringFilled, e.ringErr = s.ringIndex, s.ringFilled, s.ringErr
+	e.stepping, e.atUserBP = false, false
+	return nil
+}
+
+// snapshots is an ordered list of snapshots with copy-on-write memory: each
+// stores only the pages that changed since the one before, found by
+// comparing guest RAM with a shadow copy of it at the last snapshot. (Dirty
+// logging would avoid the compare; at 64 MiB it costs a few milliseconds.)
+type snapshots struct {
+	list   []*snapshot
+	shadow []byte // guest RAM as of the last snapshot in list
+}
+
+// take appends a snapshot of the current state.
+func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
+	m := e.m
+	cpu, err := m.SaveCPU()
+	if err != nil {
+		return nil, err
+	}
+	mp := m.Position()
+	s := &snapshot{pos: Position{Exit: mp.Exit, Insn: mp.Insn}, cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), console: console, pages: map[uint64][]byte{}}
+	ram := m.Memory().Bytes()
+	if ss.shadow == nil {
+		ss.shadow = append([]byte(nil), ram...)
+		base := append([]byte(nil), ram...)
+		for p := uint64(0); p*pageSize < uint64(len(ram)); p++ {
+			s.pages[p] = base[p*pageSize : (p+1)*pageSize]
+		}
+		s.bytes = uint64(len(ram))
+	} else {
+		for off := 0; off < len(ram); off += pageSize {
+			cur, old := ram[off:off+pageSize], ss.shadow[off:off+pageSize]
+			if !bytes.Equal(cur, old) {
+				copy(old, cur)
+				s.pages[uint64(off/pageSize)] = append([]byte(nil), cur...)
+				s.bytes += pageSize
+			}
+		}
+	}
+	ss.list = append(ss.list, s)
+	return s, nil
+}
+
+// before returns the index of the last snapshot at or before p.
+func (ss *snapshots) before(p Position) int {
+	for i := len(ss.list) - 1; i >= 0; i-- {
+		if !posLess(p, ss.list[i].pos) {
+			return i
+		}
+	}
+	return 0
+}
+
+// restore brings the machine back to snapshot i and drops the snapshots
+// after it (going forwards again takes new ones).
+func (ss *snapshots) restore(e *Engine, i int) (*snapshot, error) {
+	m := e.m
+	s := ss.list[i]
+	ram := m.Memory().Bytes()
+	// Pages that may differ from snapshot i: those changed by later
+	// snapshots, and those changed since the last one.
+	changed := map[uint64]bool{}
+	for _, later := range ss.list[i+1:] {
+		for p := range later.pages {
+			changed[p] = true
+		}
+	}
+	for off := 0; off < len(ram); off += pageSize {
+		if !bytes.Equal(ram[off:off+pageSize], ss.shadow[off:off+pageSize]) {
+			changed[uint64(off/pageSize)] = true
+		}
+	}
+	for p := range changed {
+		content := ss.pageAt(p, i)
+		copy(ram[p*pageSize:], content)
+		copy(ss.shadow[p*pageSize:], content)
+	}
+	ss.list = ss.list[:i+1]
+	if err := m.InvalidateMappings(); err != nil {
+		return nil, err
+	}
+	if err := m.RestoreCPU(&s.cpu); err != nil {
+		return nil, err
+	}
+	if err := m.RestoreDevices(&s.dev); err != nil {
+		return nil, err
+	}
+	if err := e.restoreState(&s.eng); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// pageAt is page p's content at snapshot i: from the latest snapshot at or
+// before i that stored it (the first snapshot stores every page).
+func (ss *snapshots) pageAt(p uint64, i int) []byte {
+	for j := i; j >= 0; j-- {
+		if c, ok := ss.list[j].pages[p]; ok {
+			return c
+		}
+	}
+	return make([]byte, pageSize)
+}
+
+// memory is the bytes the snapshots hold.
+func (ss *snapshots) memory() uint64 {
+	var n uint64
+	for _, s := range ss.list {
+		n += s.bytes
+	}
+	return n
+}
+
+func posLess(a, b Position) bool { return a.Exit < b.Exit || (a.Exit == b.Exit && a.Insn < b.Insn) }
