@@ -80,6 +80,9 @@ func findMultiboot(image []byte) (int, bool) {
 
 // load puts the image in guest memory and sets the vCPU's entry state.
 func (m *Machine) load(image []byte, proto BootProtocol) error {
+	if len(image) == 0 {
+		return badImage("empty image")
+	}
 	regs := kvm.Regs{RFLAGS: 2}
 	sregs, err := m.vcpu.Sregs()
 	if err != nil {
@@ -142,7 +145,7 @@ func (m *Machine) loadELF(image []byte, class elf.Class) (uint64, error) {
 		if p.Filesz > p.Memsz {
 			return 0, badImage("ELF segment %d: file size %d > memory size %d", i, p.Filesz, p.Memsz)
 		}
-		if p.Paddr < 0x8000 || p.Paddr+p.Memsz > m.mem.Size() || (p.Paddr < RingBase+RingSize && p.Paddr+p.Memsz > RingBase) {
+		if p.Paddr < 0x8000 || p.Paddr > m.mem.Size() || p.Memsz > m.mem.Size()-p.Paddr || (p.Paddr < RingBase+RingSize && p.Paddr+p.Memsz > RingBase) {
 			return 0, badImage("ELF segment %d at %#x+%#x overlaps vmrr's reserved memory or lies outside %d MiB of RAM", i, p.Paddr, p.Memsz, m.mem.Size()>>20)
 		}
 		data := make([]byte, p.Memsz)
@@ -202,7 +205,10 @@ func setupProtected32(m *Machine, s *kvm.Sregs) {
 // loadMultiboot loads a Multiboot1 image (ELF, or the a.out kludge) and
 // writes the boot information structure.
 func (m *Machine) loadMultiboot(image []byte) (uint64, error) {
-	off, _ := findMultiboot(image)
+	off, ok := findMultiboot(image)
+	if !ok {
+		return 0, badImage("no Multiboot header")
+	}
 	flags := binary.LittleEndian.Uint32(image[off+4:])
 	var entry uint64
 	if flags&(1<<16) != 0 {
@@ -232,6 +238,14 @@ func (m *Machine) loadMultiboot(image []byte) (uint64, error) {
 		m.mem.WritePhys(uint64(loadAddr), image[start:start+n])
 		entry = uint64(entryAddr)
 	} else {
+		f, err := elf.NewFile(bytes.NewReader(image))
+		if err == nil {
+			for i, p := range f.Progs {
+				if p.Type == elf.PT_LOAD && p.Memsz > 0 && p.Paddr < 0x9000 {
+					return 0, badImage("ELF segment %d at %#x overlaps the Multiboot information", i, p.Paddr)
+				}
+			}
+		}
 		e, err := m.loadELF(image, elf.ELFCLASS32)
 		if err != nil {
 			return 0, err

@@ -445,7 +445,6 @@ func TestLoadKnownBugs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Skip("BUG: " + tt.bug)
 			m := loaderMachine(t, 16<<20)
 			wantBadImage(t, loadChecked(t, m, tt.image, tt.boot))
 		})

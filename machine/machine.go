@@ -211,10 +211,11 @@ func New(cfg Config) (m *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	m = &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}, atDeterministicExit: true}
+	mm := &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}, atDeterministicExit: true}
+	m = mm
 	defer func() {
 		if err != nil {
-			m.Close()
+			mm.Close()
 		}
 	}()
 	if m.vm, err = sys.CreateVM(); err != nil {

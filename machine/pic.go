@@ -11,13 +11,14 @@ type pic8259 struct {
 	icw4          bool
 	autoEOI       bool
 	readISR       bool
+	single        bool
 }
 
 func (p *pic8259) write(port int, v uint8) {
 	if port == 0 {
 		switch {
 		case v&0x10 != 0: // ICW1
-			p.initStep, p.icw4 = 1, v&1 != 0
+			p.initStep, p.icw4, p.single = 1, v&1 != 0, v&2 != 0
 			p.imr, p.isr, p.irr = 0, 0, 0
 			p.readISR, p.autoEOI = false, false
 		case v&0x18 == 0x08: // OCW3
@@ -38,6 +39,13 @@ func (p *pic8259) write(port int, v uint8) {
 	case 1:
 		p.base = v & 0xf8
 		p.initStep = 2
+		if p.single {
+			if p.icw4 {
+				p.initStep = 3
+			} else {
+				p.initStep = 0
+			}
+		}
 	case 2:
 		if p.icw4 {
 			p.initStep = 3
@@ -112,11 +120,19 @@ func (p *PIC) Raise(irq int) {
 		return
 	}
 	p.slave.irr |= 1 << (irq - 8)
-	p.master.irr |= 1 << 2
+}
+
+func (p *PIC) cascade() {
+	if _, ok := p.slave.pending(); ok {
+		p.master.irr |= 1 << 2
+	} else {
+		p.master.irr &^= 1 << 2
+	}
 }
 
 // Pending reports the vector the PIC pair would deliver now, if any.
 func (p *PIC) Pending() (uint8, bool) {
+	p.cascade()
 	irq, ok := p.master.pending()
 	if !ok {
 		return 0, false
@@ -133,6 +149,7 @@ func (p *PIC) Pending() (uint8, bool) {
 
 // Acknowledge is the CPU's INTA cycle: the pending vector goes in service.
 func (p *PIC) Acknowledge() (uint8, bool) {
+	p.cascade()
 	irq, ok := p.master.pending()
 	if !ok {
 		return 0, false
@@ -144,9 +161,7 @@ func (p *PIC) Acknowledge() (uint8, bool) {
 		}
 		p.slave.ack(sirq)
 		p.master.ack(2)
-		if p.slave.irr == 0 {
-			p.master.irr &^= 1 << 2
-		}
+		p.cascade()
 		return p.slave.base + uint8(sirq), true
 	}
 	p.master.ack(irq)
@@ -154,6 +169,7 @@ func (p *PIC) Acknowledge() (uint8, bool) {
 }
 
 func (p *PIC) portIn(port uint16) uint8 {
+	p.cascade()
 	if port >= PortPICSlave {
 		return p.slave.read(int(port - PortPICSlave))
 	}

@@ -241,7 +241,6 @@ func TestPICKnownBugs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Skip("BUG: " + tt.bug)
 			runPIC(t, tt.ops)
 		})
 	}

@@ -13,6 +13,7 @@ type pitChannel struct {
 	mode     uint8
 	access   uint8 // 1 lobyte, 2 hibyte, 3 lobyte then hibyte
 	writeHi  bool  // next write is the high byte
+	lo       uint8
 	readHi   bool
 	latched  bool
 	latch    uint16
@@ -90,16 +91,17 @@ func (p *PIT) portOut(port uint16, v uint8, now time.Duration) {
 	}
 	i := int(port - PortPIT)
 	c := &p.ch[i]
-	r := c.reload & 0xffff
+	var r uint32
 	switch {
-	case c.access == 1 || (c.access == 3 && !c.writeHi):
-		r = r&0xff00 | uint32(v)
-		c.writeHi = c.access == 3
-		if c.access == 3 {
-			return
-		}
+	case c.access == 3 && !c.writeHi:
+		c.lo, c.writeHi = v, true
+		return
+	case c.access == 1:
+		r = uint32(v)
+	case c.access == 2:
+		r = uint32(v) << 8
 	default:
-		r = r&0x00ff | uint32(v)<<8
+		r = uint32(c.lo) | uint32(v)<<8
 		c.writeHi = false
 	}
 	if r == 0 {

@@ -104,9 +104,6 @@ func TestPITProgramming(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				t.Skip("BUG: " + tt.bug)
-			}
 			p := newPIT()
 			for _, w := range tt.writes {
 				p.portOut(w.port, w.v, 0)

@@ -36,6 +36,14 @@ func (r *RTC) read(now time.Time) uint8 {
 	case 0x02:
 		return enc(now.Minute())
 	case 0x04:
+		if r.nvram[0x0b]&0x02 == 0 {
+			h := now.Hour()
+			v := enc((h+11)%12 + 1)
+			if h >= 12 {
+				v |= 0x80
+			}
+			return v
+		}
 		return enc(now.Hour())
 	case 0x06:
 		return enc(int(now.Weekday()) + 1)

@@ -112,7 +112,6 @@ func TestRTCKnownBugs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Skip("BUG: " + tt.bug)
 			r := newRTC()
 			r.nvram[0x0b] = tt.regB
 			r.index = 0x04

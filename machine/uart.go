@@ -105,6 +105,8 @@ func (u *UART) portOut(off uint16, v uint8) {
 			return
 		}
 		u.out.Write([]byte{v})
+		u.thrInt = false
+		u.update()
 		u.thrInt = true
 		u.update()
 	case 1:
@@ -121,6 +123,7 @@ func (u *UART) portOut(off uint16, v uint8) {
 		u.fcr = v
 		if v&2 != 0 {
 			u.rx = u.rx[:0]
+			u.update()
 		}
 	case 3:
 		u.lcr = v

@@ -240,7 +240,6 @@ func TestUARTKnownBugs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Skip("BUG: " + tt.bug)
 			runUART(t, tt.ops)
 		})
 	}
