@@ -180,7 +180,9 @@ func TestReplayBadLogs(t *testing.T) {
 			"a log whose RDTSC value was changed replays as identical (status 1, no message) though the guest prints another value: " +
 				"the state hash does not cover the console"},
 		{"whole log in small frames", []string{race}, 1, `^$`, "", ""},
-		{"cut at half", []string{writeFile(t, dir, "half.vmrr", raceData[:len(raceData)/2])}, 74,
+		// Half of what follows the header: the header (the CPUID table) can
+		// be half a short log by itself.
+		{"cut at half", []string{writeFile(t, dir, "half.vmrr", raceData[:raceFrames+(len(raceData)-raceFrames)/2])}, 74,
 			`^vmrr: replayed to the end of the log at exit [1-9]\d* insn \d+: log ends early after event [1-9]\d* \(recording was interrupted\)\n$`, "", ""},
 		{"cut after the header", []string{writeFile(t, dir, "header-only.vmrr", raceData[:raceFrames])}, 74,
 			`^vmrr: .*log ends early after event 0 \(recording was interrupted\)`, "", ""},
