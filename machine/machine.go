@@ -327,6 +327,10 @@ func (m *Machine) Position() Position {
 	return p
 }
 
+// CountExit counts an instruction the VMM carried out itself, outside any
+// KVM exit, as a deterministic exit.
+func (m *Machine) CountExit() { m.exits++ }
+
 // Exits is the number of deterministic exits so far.
 func (m *Machine) Exits() uint64 { return m.exits }
 
@@ -488,6 +492,16 @@ func (m *Machine) step() error {
 		// before it is coalesced, one raised after it waits in the IRR),
 		// so it counts as a position step and the hooks see the machine
 		// again before it runs.
+		// A debug stop (a VMM breakpoint) leaves RF set in RFLAGS; the
+		// interrupt frame would save it, and the guest's IRET would then
+		// skip a breakpoint, or leave a different stack than a run that
+		// never stopped there. RF is the VMM's business: clear it.
+		if regs, err := m.vcpu.Regs(); err == nil && regs.RFLAGS&kvm.FlagRF != 0 {
+			regs.RFLAGS &^= kvm.FlagRF
+			if err := m.vcpu.SetRegs(&regs); err != nil {
+				return err
+			}
+		}
 		vec, _ := m.pic.Acknowledge()
 		if err := m.vcpu.Interrupt(vec); err != nil {
 			return err

@@ -386,7 +386,9 @@ func (e *Engine) aim(m *machine.Machine) error {
 		return nil
 	}
 	want := append([]uint64(nil), e.userBPs...)
-	if ev := e.next; ev != nil && !m.SingleStepping() && ev.Pos.Exit == m.Exits() {
+	// Armed even while single-stepping: the first instruction of an
+	// interrupt handler is no single-step stop, but a kick can land there.
+	if ev := e.next; ev != nil && ev.Pos.Exit == m.Exits() {
 		switch ev.Kind {
 		case logfmt.KindInterrupt, logfmt.KindInject, logfmt.KindSerialRX:
 			if ev.Landing.RIP != 0 {
