@@ -39,15 +39,39 @@ func (m *Machine) PageHash(page uint64) uint32 {
 	return crc32.Checksum(m.mem.b[page*4096:(page+1)*4096], castagnoli)
 }
 
-// MemHash hashes guest RAM, leaving out the ring: its unread entries differ
-// between a recording (old values) and a replay (values still to come) by
-// design, and everything the guest takes from it lands in registers or
-// memory elsewhere.
-func (m *Machine) MemHash() uint64 {
-	lo := crc32.Checksum(m.mem.b[:RingBase], castagnoli)
-	hi := crc32.Checksum(m.mem.b[RingBase+RingSize:], castagnoli)
-	return uint64(lo)<<32 | uint64(hi)
+// PageHashes returns the CRC-32C of every 4 KiB page of guest RAM, with the
+// ring's pages left at zero: its unread entries differ between a recording
+// (old values) and a replay (values still to come) by design, and everything
+// the guest takes from it lands in registers or memory elsewhere. dst is
+// reused when it has the right length.
+func (m *Machine) PageHashes(dst []uint32) []uint32 {
+	n := len(m.mem.b) / 4096
+	if len(dst) != n {
+		dst = make([]uint32, n)
+	}
+	for p := range dst {
+		if p >= RingBase/4096 && p < (RingBase+RingSize)/4096 {
+			dst[p] = 0
+			continue
+		}
+		dst[p] = crc32.Checksum(m.mem.b[p*4096:(p+1)*4096], castagnoli)
+	}
+	return dst
 }
+
+// HashPages folds a page hash table into one memory hash.
+func HashPages(pages []uint32) uint64 {
+	h := fnv.New64a()
+	var b [4]byte
+	for _, c := range pages {
+		binary.LittleEndian.PutUint32(b[:], c)
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+// MemHash hashes guest RAM but the ring (see PageHashes).
+func (m *Machine) MemHash() uint64 { return HashPages(m.PageHashes(nil)) }
 
 // StateHash hashes registers and memory: equal hashes at the end of a
 // recording and of its replay mean the replay ended in the same state.

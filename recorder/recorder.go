@@ -48,6 +48,7 @@ type Recorder struct {
 	tlb    *tlbsync.Sync
 	err    error // first logging error: ends the run
 	lastCP uint64
+	pages  []uint32 // page hashes at the last checkpoint
 }
 
 // Record runs the image and writes its log to w (which it closes). With a
@@ -191,7 +192,18 @@ func (r *Recorder) checkpoint(m *machine.Machine) {
 	}
 	r.lastCP = m.Exits()
 	regs, _ := m.VCPU().Regs()
-	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: pos(m.Position()), RIP: regs.RIP, RegHash: machine.RegHash(&regs), MemHash: m.MemHash()})
+	pages := m.PageHashes(nil)
+	// The pages that changed since the last checkpoint, with their hashes,
+	// let a diverging replay name the first page that differs.
+	var changed []uint64
+	for p, c := range pages {
+		if r.pages == nil || r.pages[p] != c {
+			changed = append(changed, uint64(p)<<32|uint64(c))
+		}
+	}
+	r.pages = pages
+	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: pos(m.Position()), RIP: regs.RIP, RegHash: machine.RegHash(&regs),
+		MemHash: machine.HashPages(pages), Values: machine.RegList(&regs), Landing: logfmt.Landing{Pages: changed}})
 }
 
 // BeforeRun checkpoints, delivers due events (logging them) and, in exact

@@ -69,6 +69,8 @@ type Engine struct {
 	singleStep bool
 	// userBPs are debugger breakpoints armed beside the landing breakpoint.
 	userBPs []uint64
+	// pages are the page hashes at the last matching checkpoint.
+	pages []uint32
 	// ringIndex is the ring cursor's next event index (for snapshots).
 	ringIndex uint64
 	logPath   string
@@ -333,12 +335,49 @@ func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
 		return err
 	}
 	if h := machine.RegHash(&regs); h != ev.RegHash || regs.RIP != ev.RIP {
-		return e.diverge("checkpoint: registers differ: RIP %#x, recorded %#x", regs.RIP, ev.RIP)
+		return e.diverge("checkpoint: registers differ: %s", regDiff(machine.RegList(&regs), ev.Values))
 	}
-	if h := m.MemHash(); h != ev.MemHash {
-		return e.diverge("checkpoint: guest memory differs at RIP %#x (memory hash %#x, recorded %#x)", regs.RIP, h, ev.MemHash)
+	// The recorded page hashes: those of the last checkpoint (which
+	// matched), updated with the pages this one lists.
+	want := append([]uint32(nil), e.pages...)
+	if e.pages == nil {
+		want = make([]uint32, m.Memory().Size()/4096)
 	}
+	for _, pc := range ev.Landing.Pages {
+		if p := pc >> 32; p < uint64(len(want)) {
+			want[p] = uint32(pc)
+		}
+	}
+	got := m.PageHashes(nil)
+	if h := machine.HashPages(got); h != ev.MemHash {
+		var bad []string
+		for p := range got {
+			if got[p] != want[p] && len(bad) < 4 {
+				bad = append(bad, fmt.Sprintf("%#x", uint64(p)*4096))
+			}
+		}
+		where := "pages " + strings.Join(bad, ", ")
+		if len(bad) == 0 {
+			where = "a page the log cannot name (memory hash mismatch)"
+		}
+		return e.diverge("checkpoint: guest memory differs at RIP %#x: %s", regs.RIP, where)
+	}
+	e.pages = got
 	return nil
+}
+
+// regDiff names the registers that differ from the recorded values.
+func regDiff(got, want []uint64) string {
+	var d []string
+	for i, name := range machine.RegNames {
+		if i < len(want) && i < len(got) && got[i] != want[i] {
+			d = append(d, fmt.Sprintf("%s %#x (recorded %#x)", name, got[i], want[i]))
+		}
+	}
+	if len(d) == 0 {
+		return "the register hash differs"
+	}
+	return strings.Join(d, ", ")
 }
 
 // BeforeRun applies due events, aims a breakpoint at the next landing and

@@ -33,11 +33,12 @@ type engineState struct {
 	ringIndex   uint64
 	ringFilled  uint64
 	ringErr     error
+	pages       []uint32 // page hashes at the last matching checkpoint
 }
 
 func (e *Engine) saveState() engineState {
 	return engineState{index: e.index, next: e.next, endErr: e.endErr, readerIndex: e.events.Index(),
-		ringIndex: e.ringIndex, ringFilled: e.ringFilled, ringErr: e.ringErr}
+		ringIndex: e.ringIndex, ringFilled: e.ringFilled, ringErr: e.ringErr, pages: e.pages}
 }
 
 func (e *Engine) restoreState(s *engineState) error {
@@ -49,6 +50,7 @@ func (e *Engine) restoreState(s *engineState) error {
 	}
 	e.index, e.next, e.endErr = s.index, s.next, s.endErr
 	e.ringIndex, e.ringFilled, e.ringErr = s.ringIndex, s.ringFilled, s.ringErr
+	e.pages = s.pages
 	e.stepping, e.atUserBP = false, false
 	return nil
 }
