@@ -8,6 +8,8 @@ import (
 
 // evalAddr evaluates an address expression: terms joined by + and -, each
 // a number (0x hex or decimal), a symbol, or a register ($rip, $rsp, ...).
+// A symbol already stands for its address; &SYM is accepted as the same
+// thing because gdb users type it (x/1wx &tick_count).
 // Arithmetic wraps like the CPU's, so HighBase-8 works.
 func (sh *shell) evalAddr(expr string) (uint64, error) {
 	if expr == "" {
@@ -68,13 +70,20 @@ func (sh *shell) evalTerm(term string) (uint64, error) {
 		}
 		return v, nil
 	}
-	if v, ok := sh.syms.Lookup(term); ok {
+	name := term
+	if amp, ok := strings.CutPrefix(term, "&"); ok {
+		if amp == "" || amp[0] == '$' || amp[0] >= '0' && amp[0] <= '9' || amp[0] == '&' {
+			return 0, fmt.Errorf("bad address %q: & takes a symbol", term)
+		}
+		name = amp
+	}
+	if v, ok := sh.syms.Lookup(name); ok {
 		return v, nil
 	}
 	if sh.syms.Len() == 0 {
-		return 0, fmt.Errorf("unknown symbol %q (no symbols loaded)", term)
+		return 0, fmt.Errorf("unknown symbol %q (no symbols loaded)", name)
 	}
-	return 0, fmt.Errorf("unknown symbol %q", term)
+	return 0, fmt.Errorf("unknown symbol %q", name)
 }
 
 // parseNumber reads an unsigned 64-bit number: 0x hex or decimal.

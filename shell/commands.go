@@ -109,9 +109,9 @@ func init() {
 	}
 }
 
-const addrHelp = "ADDR is a number (0x hex or decimal), a symbol, $REG (e.g. $rip, $rsp), or\n" +
-	"terms joined by + and - (main+0x10, $rsp-8). Addresses are virtual, translated\n" +
-	"through the guest's page tables."
+const addrHelp = "ADDR is a number (0x hex or decimal), a symbol (its address; &SYM is the same),\n" +
+	"$REG (e.g. $rip, $rsp), or terms joined by + and - (main+0x10, $rsp-8).\n" +
+	"Addresses are virtual, translated through the guest's page tables."
 
 // lookup finds a command by name or alias.
 func lookup(name string) *command {
@@ -231,14 +231,19 @@ func cmdHelp(sh *shell, c *call) error {
 // move runs a motion with Ctrl-C armed to interrupt it, then reports where
 // it stopped.
 func (sh *shell) move(f func() (replayer.Stop, error)) error {
-	sh.moving.Store(true)
-	st, err := f()
-	sh.moving.Store(false)
+	st, err := sh.motion(f)
 	if err != nil {
 		return err
 	}
 	sh.report(st)
 	return nil
+}
+
+// motion runs a motion with Ctrl-C armed to interrupt it.
+func (sh *shell) motion(f func() (replayer.Stop, error)) (replayer.Stop, error) {
+	sh.moving.Store(true)
+	defer sh.moving.Store(false)
+	return f()
 }
 
 // report says why a motion stopped (unless it simply finished) and shows
@@ -390,7 +395,24 @@ func cmdGoto(sh *shell, c *call) error {
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, want)
 	}
-	return sh.move(func() (replayer.Stop, error) { return sh.session.Goto(p) })
+	// A session that has not yet seen the end of the recording finds out
+	// that p is past it only by running there; say so as it does when it
+	// knew, rather than reporting the end as if it were p.
+	st, err := sh.motion(func() (replayer.Stop, error) { return sh.session.Goto(p) })
+	if err != nil {
+		return err
+	}
+	if st.Pos != p && endsReplay(st.Kind) {
+		return fmt.Errorf("position %s is past the end of the recording (%s); now at the end", posString(p), posString(st.Pos))
+	}
+	sh.report(st)
+	return nil
+}
+
+// endsReplay reports whether a stop of this kind is the end of the
+// recording: nothing runs after it.
+func endsReplay(k replayer.StopKind) bool {
+	return k == replayer.StopEnd || k == replayer.StopExited || k == replayer.StopCrashed
 }
 
 // parsePosition reads EXIT:INSN or EXIT.
@@ -930,11 +952,19 @@ func completeAddr(sh *shell, _ int, prefix string) []string {
 		sort.Strings(out)
 		return out
 	}
+	amp := ""
+	if strings.HasPrefix(prefix, "&") {
+		amp, prefix = "&", prefix[1:]
+	}
 	list := sh.syms.withPrefix(prefix)
 	if len(list) > maxCompletions {
 		list = list[:maxCompletions]
 	}
-	return append([]string(nil), list...)
+	out := make([]string, len(list))
+	for i, n := range list {
+		out[i] = amp + n
+	}
+	return out
 }
 
 func completeRegs(_ *shell, _ int, prefix string) []string {

@@ -130,6 +130,13 @@ func TestEvalAddr(t *testing.T) {
 		{"nosuch", 0, `unknown symbol "nosuch"`},
 		{"$", 0, `unknown register "$"`},
 		{"$xmm0", 0, `unknown register "$xmm0"`},
+		{"&main", 0x1000, ""},
+		{"&store+1", 0x1006, ""},
+		{"&nosuch", 0, `unknown symbol "nosuch"`},
+		{"&", 0, `bad address "&": & takes a symbol`},
+		{"&0x10", 0, `& takes a symbol`},
+		{"&$rip", 0, `& takes a symbol`},
+		{"&&main", 0, `& takes a symbol`},
 	}
 	for _, tt := range tests {
 		got, err := sh.evalAddr(tt.expr)
@@ -305,6 +312,8 @@ func TestComplete(t *testing.T) {
 		{"b ma", -1, "b ", []string{"main "}},
 		{"b m", -1, "b ", []string{"main", "message"}},
 		{"x/4gx sto", -1, "x/4gx ", []string{"store "}},
+		{"x/4gx &sto", -1, "x/4gx ", []string{"&store "}},
+		{"p &m", -1, "p ", []string{"&main", "&message"}},
 		{"disas $rs", -1, "disas ", []string{"$rsi", "$rsp"}},
 		{"regs rfl", -1, "regs ", []string{"rflags "}},
 		{"goto e", -1, "goto ", []string{"event", "end"}},

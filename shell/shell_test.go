@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmrr/replayer"
 	"vmrr/shell/internal/fakesession"
 )
 
@@ -392,5 +393,37 @@ func TestSymbolsFromImage(t *testing.T) {
 		if err != nil || !strings.Contains(out.String(), tt.want) {
 			t.Errorf("image %q: %v\n%s", tt.image, err, out.String())
 		}
+	}
+}
+
+// lazyEnd is a session that, like the real replay, learns where the
+// recording ends only by getting there: a goto past the end runs to it.
+type lazyEnd struct{ *fakesession.Session }
+
+func (s lazyEnd) Goto(p replayer.Position) (replayer.Stop, error) {
+	st, err := s.Session.Goto(p)
+	if err != nil && strings.Contains(err.Error(), "past the end") {
+		return s.Session.GotoEnd()
+	}
+	return st, err
+}
+
+// TestGotoPastLazyEnd checks that a goto past the end is an error whether
+// or not the session knew the end beforehand.
+func TestGotoPastLazyEnd(t *testing.T) {
+	for _, script := range []string{"goto 99:0", "goto 40:6", "goto end\ngoto 99:0"} {
+		var out bytes.Buffer
+		err := Run(lazyEnd{fakesession.New(fakesession.Config{})}, Options{
+			In: strings.NewReader(script), Out: &out, Err: io.Discard, Symbols: fakeSymbols(t),
+		})
+		if err == nil || !strings.Contains(err.Error(), "is past the end of the recording (40:5)") {
+			t.Errorf("%q: err = %v", script, err)
+		}
+	}
+	var out bytes.Buffer
+	if err := Run(lazyEnd{fakesession.New(fakesession.Config{})}, Options{
+		In: strings.NewReader("goto 40:5\nwhere"), Out: &out, Err: io.Discard, Symbols: fakeSymbols(t),
+	}); err != nil || !strings.Contains(out.String(), "position    40:5") {
+		t.Errorf("goto to the last position: %v\n%s", err, out.String())
 	}
 }
