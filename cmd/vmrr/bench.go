@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +19,14 @@ import (
 	"strings"
 	"time"
 
+	"vmrr/machine"
 	"vmrr/nondet"
+	"vmrr/recorder"
+	"vmrr/replayer"
 )
 
 func init() {
-	register(&command{name: "bench", summary: "compare vmrr with other tools: bench qemu", run: benchCmd})
+	register(&command{name: "bench", summary: "measure vmrr: bench rr (record/replay cost), bench qemu (against QEMU)", run: benchCmd})
 }
 
 // benchGuests are the Multiboot guests both vmrr and qemu-system-x86_64
@@ -30,11 +34,16 @@ func init() {
 var benchGuests = []string{"hello-multiboot", "timer-multiboot", "race-multiboot", "emu32", "flaky"}
 
 func benchCmd(args []string) int {
-	if len(args) == 0 || args[0] != "qemu" {
-		fmt.Fprintln(os.Stderr, "usage: vmrr bench qemu [flags] [GUEST...]")
-		return exitUsage
+	if len(args) > 0 {
+		switch args[0] {
+		case "qemu":
+			return benchQEMU(args[1:])
+		case "rr":
+			return benchRR(args[1:])
+		}
 	}
-	return benchQEMU(args[1:])
+	fmt.Fprintln(os.Stderr, "usage: vmrr bench rr|qemu [flags] [GUEST...]")
+	return exitUsage
 }
 
 // benchTool runs one tool's three steps on a guest. Each returns the
@@ -301,4 +310,334 @@ func benchHost() string {
 		}
 	}
 	return fmt.Sprintf("%s, %s, %d CPUs", host, cpu, runtime.NumCPU())
+}
+
+// benchRRGuests are the guests bench rr measures by default: between them
+// every kind of input vmrr records (timer ticks at HLT and inside busy
+// loops, trapped and paravirtual RDTSC/RDRAND, the 32-bit emulator's
+// instructions, serial input, trapped page-table writes).
+var benchRRGuests = []string{"timer", "spin", "race", "nondet", "paravirt", "emu32", "race-multiboot", "serial-echo", "ptedit"}
+
+// benchSerialGuests wait for COM1 input and get the --serial-in bytes; the
+// others get none, as under a plain `vmrr run IMAGE`.
+var benchSerialGuests = map[string]bool{"serial-echo": true}
+
+// benchSerialDefault makes serial-echo echo three bytes and quit.
+const benchSerialDefault = "ab q\n"
+
+// benchRRModes are the modes bench rr records in; the first is the
+// baseline of the exact / fast ratios.
+var benchRRModes = [2]nondet.Mode{nondet.ModeFast, nondet.ModeExact}
+
+// rrRound is one run of a guest: a plain run, then a recording and its
+// replay in each mode.
+type rrRound struct {
+	run            time.Duration
+	record, replay [2]time.Duration
+	sync           [2]time.Duration // the recording's fsync, left out of record
+	logBytes       [2]int64
+	headerBytes    [2]int64
+	status         [2]int
+	identical      [2]bool
+	why            [2]string // what differed, when a replay was not identical
+}
+
+// rrGuest is one guest over all its runs.
+type rrGuest struct {
+	name   string
+	path   string
+	image  []byte
+	serial []byte // COM1 input; nil for none
+	rounds []rrRound
+	note   string // why the runs stopped early, if they did
+}
+
+func benchRR(args []string) int {
+	fs := flag.NewFlagSet("bench rr", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: vmrr bench rr [--runs N] [--guests DIR] [--serial-in FILE] [--timeout D] [GUEST...]\n"+
+			"Runs each guest (default: %s) N times: a plain run, then a recording and a replay in fast\n"+
+			"and in exact mode, all in this process; prints a Markdown table of median times, log sizes and\n"+
+			"rates, and the ratios record / run, replay / record and exact / fast. Exits 1 if a replay was\n"+
+			"not identical to its recording or could not be made.\n",
+			strings.Join(benchRRGuests, " "))
+		fs.PrintDefaults()
+	}
+	runs := fs.Int("runs", 5, "runs of each guest (the table shows medians)")
+	dir := fs.String("guests", "testdata/guests", "directory holding GUEST.elf")
+	serialIn := fs.String("serial-in", "", "file whose bytes are COM1 input for "+strings.Join(slices.Sorted(maps.Keys(benchSerialGuests)), ", ")+
+		" (default: "+strconv.Quote(benchSerialDefault)+")")
+	limit := fs.Duration("timeout", time.Minute, "end one run, recording or replay after this long")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if *runs < 1 || *runs > 100 {
+		return fail("bench rr: --runs=%d: want 1 to 100", *runs)
+	}
+	if *limit <= 0 {
+		return fail("bench rr: --timeout=%v: want a positive duration", *limit)
+	}
+	serial := []byte(benchSerialDefault)
+	if *serialIn != "" {
+		b, err := os.ReadFile(*serialIn)
+		if err != nil {
+			return fail("bench rr: serial input: %v", err)
+		}
+		serial = b
+	}
+	names := fs.Args()
+	if len(names) == 0 {
+		names = benchRRGuests
+	}
+	guests := make([]*rrGuest, len(names))
+	for i, n := range names {
+		path := filepath.Join(*dir, strings.TrimSuffix(n, ".elf")+".elf")
+		image, err := readImage(path)
+		if err != nil {
+			return fail("bench rr: %v", err)
+		}
+		g := &rrGuest{name: strings.TrimSuffix(filepath.Base(path), ".elf"), path: path, image: image}
+		if benchSerialGuests[g.name] {
+			g.serial = serial
+		}
+		guests[i] = g
+	}
+	tmp, err := os.MkdirTemp("", "vmrr-bench-rr-")
+	if err != nil {
+		return fail("bench rr: %v", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	failed := false
+	for _, g := range guests {
+		for i := 0; i < *runs; i++ {
+			r, err := g.round(tmp, i, *limit)
+			if err != nil {
+				g.note = err.Error()
+				failed = true
+				break
+			}
+			g.rounds = append(g.rounds, r)
+			failed = failed || !r.identical[0] || !r.identical[1]
+		}
+	}
+	printRRTable(os.Stdout, guests, *runs, *serialIn)
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// round measures one run of g. The two modes take turns going first, so
+// neither always follows the other's VM teardown.
+func (g *rrGuest) round(tmp string, i int, limit time.Duration) (rrRound, error) {
+	var r rrRound
+	var err error
+	if r.run, err = g.measureRun(limit); err != nil {
+		return r, fmt.Errorf("run: %w", err)
+	}
+	for k := range benchRRModes {
+		mi := (k + i) % len(benchRRModes)
+		mode := benchRRModes[mi]
+		log := filepath.Join(tmp, fmt.Sprintf("%s-%s-%d.vmrr", g.name, mode, i))
+		if err := g.measureRR(&r, mi, mode, log, limit); err != nil {
+			return r, fmt.Errorf("%s: %w", mode, err)
+		}
+		os.Remove(log)
+	}
+	return r, nil
+}
+
+func (g *rrGuest) serialReader() io.Reader {
+	if g.serial == nil {
+		return nil
+	}
+	return bytes.NewReader(g.serial)
+}
+
+// measureRun times what `vmrr run` does: no log, no trapping mode, no
+// tlbsync.
+func (g *rrGuest) measureRun(limit time.Duration) (time.Duration, error) {
+	runtime.GC() // the previous step's garbage is not this step's cost
+	start := time.Now()
+	_, err := recorder.Record(nil, recorder.Options{ImagePath: g.path, Image: g.image, Console: io.Discard,
+		Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard})
+	return time.Since(start), err
+}
+
+// measureRR records g to log in mode as `vmrr record` does (a file,
+// fsynced at the end, tlbsync on), replays it, and fills in r's entries
+// for mode index mi.
+func (g *rrGuest) measureRR(r *rrRound, mi int, mode nondet.Mode, log string, limit time.Duration) error {
+	f, err := os.Create(log)
+	if err != nil {
+		return err
+	}
+	cw := &countingFile{f: f}
+	var recConsole bytes.Buffer
+	runtime.GC()
+	start := time.Now()
+	res, err := recorder.Record(cw, recorder.Options{ImagePath: g.path, Image: g.image, MemoryBytes: machine.DefaultMemory,
+		Mode: mode, Console: &recConsole, Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard, TLBSync: true})
+	r.record[mi] = time.Since(start) - cw.sync
+	r.sync[mi] = cw.sync
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	r.logBytes[mi], r.headerBytes[mi], r.status[mi] = cw.n, cw.first, res.Status
+
+	var repConsole bytes.Buffer
+	runtime.GC()
+	start = time.Now()
+	o, err := replayer.Replay(replayer.Options{LogPath: log, Image: g.image, Console: &repConsole, Warnings: io.Discard, StuckAfter: limit})
+	r.replay[mi] = time.Since(start)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	switch {
+	case !o.Identical():
+		r.why[mi] = o.Summary()
+	case o.Result.RIP != o.End.RIP:
+		r.why[mi] = fmt.Sprintf("replay ended at RIP %#x, the recording at RIP %#x", o.Result.RIP, o.End.RIP)
+	case !bytes.Equal(recConsole.Bytes(), repConsole.Bytes()):
+		r.why[mi] = fmt.Sprintf("replay printed %d console bytes, the recording %d, and they differ", repConsole.Len(), recConsole.Len())
+	default:
+		r.identical[mi] = true
+	}
+	return nil
+}
+
+// countingFile is the log file as the recorder sees it: it counts the
+// bytes written, the first write (logfmt writes the header at once) apart,
+// and passes Sync on so the log is fsynced as `vmrr record`'s is.
+type countingFile struct {
+	f        *os.File
+	n, first int64
+	writes   int
+	sync     time.Duration // spent in fsync
+}
+
+func (c *countingFile) Write(b []byte) (int, error) {
+	n, err := c.f.Write(b)
+	if c.writes == 0 {
+		c.first = int64(n)
+	}
+	c.writes++
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingFile) Sync() error {
+	start := time.Now()
+	err := c.f.Sync()
+	c.sync += time.Since(start)
+	return err
+}
+
+// rrStat is the median over g's rounds of one figure of each round.
+func rrStat(rounds []rrRound, f func(r *rrRound) float64) float64 {
+	v := make([]float64, len(rounds))
+	for i := range rounds {
+		v[i] = f(&rounds[i])
+	}
+	return median(v)
+}
+
+func durRatio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func msf(d float64) string { return strconv.FormatFloat(d/1e6, 'f', 1, 64) }
+
+func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	fmt.Fprintf(bw, "%s, %s; %d runs per guest and mode, medians\n\n", time.Now().UTC().Format("2006-01-02"), benchHost(), runs)
+	fmt.Fprintln(bw, "| guest | mode | run ms | record ms | replay ms | record / run | replay / record | exact / fast record | exact / fast replay | log bytes | log B/s | replay identical | guest status |")
+	fmt.Fprintln(bw, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+	var headers []int64
+	var whys []string
+	for _, g := range guests {
+		if len(g.rounds) == 0 {
+			fmt.Fprintf(bw, "| %s | | | | | | | | | | | failed: %s | |\n", g.name, g.note)
+			continue
+		}
+		rs := g.rounds
+		run := rrStat(rs, func(r *rrRound) float64 { return float64(r.run) })
+		for mi, mode := range benchRRModes {
+			rec := rrStat(rs, func(r *rrRound) float64 { return float64(r.record[mi]) })
+			rep := rrStat(rs, func(r *rrRound) float64 { return float64(r.replay[mi]) })
+			recRun := rrStat(rs, func(r *rrRound) float64 { return durRatio(r.record[mi], r.run) })
+			repRec := rrStat(rs, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.record[mi]) })
+			exRec, exRep := "", ""
+			if mi > 0 {
+				exRec = fmt.Sprintf("%.2f", rrStat(rs, func(r *rrRound) float64 { return durRatio(r.record[mi], r.record[0]) }))
+				exRep = fmt.Sprintf("%.2f", rrStat(rs, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.replay[0]) }))
+			}
+			bytesN := rrStat(rs, func(r *rrRound) float64 { return float64(r.logBytes[mi]) })
+			rate := rrStat(rs, func(r *rrRound) float64 {
+				return float64(r.logBytes[mi]-r.headerBytes[mi]) / r.record[mi].Seconds()
+			})
+			identical := 0
+			var statuses []int
+			for i := range rs {
+				if rs[i].identical[mi] {
+					identical++
+				} else {
+					whys = append(whys, fmt.Sprintf("%s %s run %d: %s", g.name, mode, i+1, rs[i].why[mi]))
+				}
+				statuses = append(statuses, rs[i].status[mi])
+				headers = append(headers, rs[i].headerBytes[mi])
+			}
+			id := fmt.Sprintf("%d/%d", identical, len(rs))
+			if g.note != "" {
+				id += " (then " + g.note + ")"
+			}
+			st := make([]string, 0, len(statuses))
+			for _, s := range slices.Compact(slices.Sorted(slices.Values(statuses))) {
+				st = append(st, strconv.Itoa(s))
+			}
+			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %.0f | %.0f | %s | %s |\n",
+				g.name, mode, msf(run), msf(rec), msf(rep), recRun, repRec, exRec, exRep, bytesN, rate, id, strings.Join(st, ", "))
+		}
+	}
+	serial := strconv.Quote(benchSerialDefault)
+	if serialIn != "" {
+		serial = "the bytes of " + serialIn
+	}
+	fmt.Fprintf(bw, "\n- Measured inside one vmrr process, through recorder.Record and replayer.Replay, one step after\n"+
+		"  another: a run is `vmrr run` (no log, no trapping mode, no tlbsync), a recording is `vmrr record`\n"+
+		"  (tlbsync on, log written to a temporary file and fsynced), a replay is `vmrr replay` of that log.\n"+
+		"  Each time includes creating the VM and loading the image; it leaves out process start-up (a few\n"+
+		"  ms) and the terminal: the console goes to a memory buffer (the run's is discarded).\n"+
+		"- Ratios are medians of each run's own ratio (the steps of one run follow each other and see the\n"+
+		"  same host load), so they need not equal the ratio of the medians shown.\n"+
+		"- log B/s: log bytes after the header (%s bytes: magic, version and header, mostly the CPUID\n"+
+		"  table) per second of the recording's wall time.\n"+
+		"- Replay identical: same end position, status, final state hash and RIP as the recording (the\n"+
+		"  check of `vmrr replay --check`), every checkpoint met, and the same console bytes.\n"+
+		"- %s got %s on COM1; the other guests got no input.\n",
+		benchSpan(headers), strings.Join(slices.Sorted(maps.Keys(benchSerialGuests)), ", "), serial)
+	for _, why := range whys {
+		fmt.Fprintf(bw, "- not identical: %s\n", why)
+	}
+}
+
+// benchSpan prints the range of v as "N" or "N-M".
+func benchSpan(v []int64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	lo, hi := slices.Min(v), slices.Max(v)
+	if lo == hi {
+		return strconv.FormatInt(lo, 10)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
 }
