@@ -163,6 +163,7 @@ type Machine struct {
 	breakpoints []uint64
 	afterIO     []func() error
 	emulated    uint64
+	handlerBP   uint64 // breakpoint at an interrupt handler, see step
 	onRAMWrite  func(gpa uint64, data []byte) error
 	// atDeterministicExit and delivered say whether the guest may take an
 	// interrupt at the next entry (see step).
@@ -467,6 +468,7 @@ func (m *Machine) End(r Reason, detail string) {
 func (m *Machine) step() error {
 	run := m.vcpu.State()
 	injected := false
+	var injectedVector uint8
 	for {
 		if err := m.hooks.BeforeRun(m); err != nil {
 			return err
@@ -506,18 +508,32 @@ func (m *Machine) step() error {
 		if err := m.vcpu.Interrupt(vec); err != nil {
 			return err
 		}
+		injectedVector = vec
 		m.exits++
 		injected = true
 	}
 	// KVM turns HLT into a no-op when it single-steps it (the step's debug
 	// exit replaces the halt), so a stepped guest would not halt where an
 	// unstepped one does. Let KVM run an HLT unstepped: it exits as usual.
-	stepping := m.stepping
+	stepping, bps := m.stepping, m.breakpoints
 	if stepping && !injected && m.atHLT() {
 		m.stepping = false
 	}
+	// Single-stepping sets TF behind the guest's back, and an interrupt
+	// delivered during a step pushes it into the guest's interrupt frame,
+	// so the guest's IRET would turn the trap on for itself, and memory
+	// would differ from an unstepped run. Deliver it unstepped instead, and
+	// stop at the handler's first instruction with a breakpoint.
+	m.handlerBP = 0
+	if stepping && injected {
+		if h, ok := m.handlerAddress(injectedVector); ok && len(bps) < 4 {
+			m.stepping = false
+			m.handlerBP = h
+			m.breakpoints = append(append([]uint64(nil), bps...), h)
+		}
+	}
 	err := m.applyGuestDebug()
-	m.stepping = stepping
+	m.stepping, m.breakpoints = stepping, bps
 	if err != nil {
 		return err
 	}
@@ -608,6 +624,14 @@ func (m *Machine) dispatch() error {
 	case kvm.ExitIRQWindowOpen, kvm.ExitIntr:
 		return nil
 	case kvm.ExitDebug:
+		if h := m.handlerBP; h != 0 {
+			// The stop at an interrupt handler's first instruction that
+			// stands in for a single-step (see step).
+			m.handlerBP = 0
+			if regs, err := m.vcpu.Regs(); err == nil && regs.RIP == h {
+				return nil
+			}
+		}
 		return m.hooks.Debug(m, *m.vcpu.Debug())
 	case kvm.ExitShutdown:
 		m.exits++
@@ -738,4 +762,42 @@ func (m *Machine) atHLT() bool {
 		return b == 0xf4
 	}
 	return false
+}
+
+// handlerAddress finds the linear address of the handler of an interrupt
+// vector in the guest's IDT (or real-mode IVT). Segment bases of
+// protected-mode handlers are taken as 0, as in every flat guest.
+func (m *Machine) handlerAddress(vec uint8) (uint64, bool) {
+	s, err := m.vcpu.Sregs()
+	if err != nil {
+		return 0, false
+	}
+	switch CPUMode(&s) {
+	case 64:
+		var g [16]byte
+		if uint64(vec)*16+15 > uint64(s.IDT.Limit) {
+			return 0, false
+		}
+		if n, _ := m.ReadVirtual(&s, s.IDT.Base+uint64(vec)*16, g[:]); n != 16 {
+			return 0, false
+		}
+		return uint64(g[0]) | uint64(g[1])<<8 | uint64(g[6])<<16 | uint64(g[7])<<24 |
+			uint64(g[8])<<32 | uint64(g[9])<<40 | uint64(g[10])<<48 | uint64(g[11])<<56, true
+	case 32:
+		var g [8]byte
+		if uint64(vec)*8+7 > uint64(s.IDT.Limit) {
+			return 0, false
+		}
+		if n, _ := m.ReadVirtual(&s, s.IDT.Base+uint64(vec)*8, g[:]); n != 8 {
+			return 0, false
+		}
+		return uint64(g[0]) | uint64(g[1])<<8 | uint64(g[6])<<16 | uint64(g[7])<<24, true
+	default:
+		var g [4]byte
+		if n, _ := m.ReadVirtual(&s, s.IDT.Base+uint64(vec)*4, g[:]); n != 4 {
+			return 0, false
+		}
+		ip, cs := uint64(g[0])|uint64(g[1])<<8, uint64(g[2])|uint64(g[3])<<8
+		return cs<<4 + ip, true
+	}
 }

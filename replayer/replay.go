@@ -53,7 +53,9 @@ func Replay(opt Options) (*Outcome, error) {
 
 // Run replays from the current position to the end.
 func (e *Engine) Run() (*Outcome, error) {
+	stop := e.watchdog()
 	res, err := e.m.Run()
+	stop()
 	o := &Outcome{Result: res}
 	var div *Divergence
 	var eol *EndOfLogError

@@ -69,6 +69,9 @@ type Engine struct {
 	singleStep bool
 	// userBPs are debugger breakpoints armed beside the landing breakpoint.
 	userBPs []uint64
+	// missed says why the last landing check at the next event's position
+	// failed, for the message when the replay passes it.
+	missed string
 	// pages are the page hashes at the last matching checkpoint.
 	pages []uint32
 	// ringIndex is the ring cursor's next event index (for snapshots).
@@ -253,13 +256,13 @@ func (e *Engine) apply(m *machine.Machine) error {
 		if cur != ev.Pos {
 			if ev.Pos.Less(cur) {
 				regs, _ := m.VCPU().Regs()
-				return e.diverge("the replay passed %s without reaching it: now at %s RIP %#x", describe(ev), cur, regs.RIP)
+				return e.diverge("the replay passed %s without reaching it%s: now at %s RIP %#x", describe(ev), e.missed, cur, regs.RIP)
 			}
 			return nil
 		}
 		switch ev.Kind {
 		case logfmt.KindInterrupt:
-			if err := e.land(m, ev); err != nil {
+			if ok, err := e.land(m, ev); !ok {
 				return err
 			}
 			m.RaiseIRQ(int(ev.Vector))
@@ -267,7 +270,7 @@ func (e *Engine) apply(m *machine.Machine) error {
 				m.PIT().Fired()
 			}
 		case logfmt.KindInject:
-			if err := e.land(m, ev); err != nil {
+			if ok, err := e.land(m, ev); !ok {
 				return err
 			}
 			vec, ok := m.CanInject()
@@ -276,7 +279,7 @@ func (e *Engine) apply(m *machine.Machine) error {
 			}
 			m.Delivered()
 		case logfmt.KindSerialRX:
-			if err := e.land(m, ev); err != nil {
+			if ok, err := e.land(m, ev); !ok {
 				return err
 			}
 			m.UART().Receive(ev.Data)
@@ -302,21 +305,34 @@ func (e *Engine) apply(m *machine.Machine) error {
 	return nil
 }
 
-// land checks that the guest stands where the recording delivered an
-// asynchronous event.
-func (e *Engine) land(m *machine.Machine, ev *logfmt.Event) error {
+// land reports whether the guest stands where the recording delivered an
+// asynchronous event. One position can hold two stops with different RIPs
+// (after an injection, and at the first instruction of the handler when
+// single-stepping), so a RIP that differs means "not yet"; a replay that
+// never gets there passes the position and is reported then.
+func (e *Engine) land(m *machine.Machine, ev *logfmt.Event) (bool, error) {
 	if ev.Landing.RIP == 0 && ev.Landing.RegHash == 0 {
-		return nil // logged without a landing
+		return true, nil // logged without a landing
 	}
 	regs, err := m.VCPU().Regs()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if regs.RIP != ev.Landing.RIP || machine.RegHash(&regs) != ev.Landing.RegHash {
-		return e.diverge("at the %s event's position the state differs: RIP %#x, recorded %#x (register hash %#x, recorded %#x)",
-			ev.Kind, regs.RIP, ev.Landing.RIP, machine.RegHash(&regs), ev.Landing.RegHash)
+	if regs.RIP != ev.Landing.RIP {
+		e.missed = fmt.Sprintf(" (at that position the guest was at RIP %#x)", regs.RIP)
+		return false, nil
 	}
-	return nil
+	if h := machine.RegHash(&regs); h != ev.Landing.RegHash {
+		return false, e.diverge("at the %s event's position the registers differ: %s", ev.Kind, regDiffHash(&regs, h, ev.Landing.RegHash))
+	}
+	e.missed = ""
+	return true, nil
+}
+
+// regDiffHash describes a register-hash mismatch where only the hashes
+// were recorded.
+func regDiffHash(regs *kvm.Regs, got, want uint64) string {
+	return fmt.Sprintf("register hash %#x, recorded %#x (RIP %#x)", got, want, regs.RIP)
 }
 
 func reasonOf(s string) machine.Reason {
@@ -425,9 +441,7 @@ func (e *Engine) aim(m *machine.Machine) error {
 		return nil
 	}
 	want := append([]uint64(nil), e.userBPs...)
-	// Armed even while single-stepping: the first instruction of an
-	// interrupt handler is no single-step stop, but a kick can land there.
-	if ev := e.next; ev != nil && ev.Pos.Exit == m.Exits() {
+	if ev := e.next; ev != nil && !m.SingleStepping() && ev.Pos.Exit == m.Exits() {
 		switch ev.Kind {
 		case logfmt.KindInterrupt, logfmt.KindInject, logfmt.KindSerialRX:
 			if ev.Landing.RIP != 0 {
@@ -527,8 +541,41 @@ func (e *Engine) Port(m *machine.Machine, port uint16, out bool, data []byte) (b
 	return e.trap.Port(m, port, out, data)
 }
 
-// Interrupted is a watchdog kick; nothing to do.
-func (e *Engine) Interrupted(m *machine.Machine) error { return nil }
+// Interrupted is a watchdog kick: a replay that ran past the next event's
+// position without an exit can only have diverged (positions count every
+// instruction, so a replay never loses its way silently).
+func (e *Engine) Interrupted(m *machine.Machine) error {
+	if ev := e.next; ev != nil {
+		cur := pos(m.Position())
+		if ev.Pos.Less(cur) && ev.Pos.Exit <= cur.Exit {
+			regs, _ := m.VCPU().Regs()
+			return e.diverge("the replay ran past %s at %s without reaching it: now at %s RIP %#x", describe(ev), ev.Pos, cur, regs.RIP)
+		}
+	}
+	return nil
+}
+
+// watchdogEvery is how often a running replay is kicked to check that it
+// has not run past its next event.
+const watchdogEvery = 100 * time.Millisecond
+
+// watchdog kicks the vCPU periodically until the returned stop is called.
+func (e *Engine) watchdog() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(watchdogEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				e.m.VCPU().Kick()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
 
 // Now is zero: a replay never looks at the host clock for the guest.
 func (e *Engine) Now() time.Duration { return 0 }
