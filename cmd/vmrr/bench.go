@@ -547,6 +547,26 @@ func rrStat(rounds []rrRound, f func(r *rrRound) float64) float64 {
 	return median(v)
 }
 
+// rrWhere is the rounds for which keep holds.
+func rrWhere(rounds []rrRound, keep func(r *rrRound) bool) []rrRound {
+	var out []rrRound
+	for i := range rounds {
+		if keep(&rounds[i]) {
+			out = append(out, rounds[i])
+		}
+	}
+	return out
+}
+
+// rrFig formats the median of f over rounds with prec decimals, or "-"
+// when there are no rounds to take it over.
+func rrFig(rounds []rrRound, f func(r *rrRound) float64, prec int) string {
+	if len(rounds) == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(rrStat(rounds, f), 'f', prec, 64)
+}
+
 func durRatio(a, b time.Duration) float64 {
 	if b <= 0 {
 		return 0
@@ -563,6 +583,7 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 	fmt.Fprintln(bw, "| guest | mode | run ms | record ms | replay ms | record / run | replay / record | exact / fast record | exact / fast replay | log bytes | log B/s | replay identical | guest status |")
 	fmt.Fprintln(bw, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 	var headers []int64
+	var syncs []float64
 	var whys []string
 	for _, g := range guests {
 		if len(g.rounds) == 0 {
@@ -573,13 +594,17 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 		run := rrStat(rs, func(r *rrRound) float64 { return float64(r.run) })
 		for mi, mode := range benchRRModes {
 			rec := rrStat(rs, func(r *rrRound) float64 { return float64(r.record[mi]) })
-			rep := rrStat(rs, func(r *rrRound) float64 { return float64(r.replay[mi]) })
 			recRun := rrStat(rs, func(r *rrRound) float64 { return durRatio(r.record[mi], r.run) })
-			repRec := rrStat(rs, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.record[mi]) })
+			// A replay that diverged stops early: its time says nothing
+			// about the cost of replaying, so only identical ones count.
+			same := rrWhere(rs, func(r *rrRound) bool { return r.identical[mi] })
+			rep := rrFig(same, func(r *rrRound) float64 { return float64(r.replay[mi]) / 1e6 }, 1)
+			repRec := rrFig(same, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.record[mi]) }, 2)
 			exRec, exRep := "", ""
 			if mi > 0 {
-				exRec = fmt.Sprintf("%.2f", rrStat(rs, func(r *rrRound) float64 { return durRatio(r.record[mi], r.record[0]) }))
-				exRep = fmt.Sprintf("%.2f", rrStat(rs, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.replay[0]) }))
+				exRec = rrFig(rs, func(r *rrRound) float64 { return durRatio(r.record[mi], r.record[0]) }, 2)
+				both := rrWhere(same, func(r *rrRound) bool { return r.identical[0] })
+				exRep = rrFig(both, func(r *rrRound) float64 { return durRatio(r.replay[mi], r.replay[0]) }, 2)
 			}
 			bytesN := rrStat(rs, func(r *rrRound) float64 { return float64(r.logBytes[mi]) })
 			rate := rrStat(rs, func(r *rrRound) float64 {
@@ -595,6 +620,7 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 				}
 				statuses = append(statuses, rs[i].status[mi])
 				headers = append(headers, rs[i].headerBytes[mi])
+				syncs = append(syncs, float64(rs[i].sync[mi]))
 			}
 			id := fmt.Sprintf("%d/%d", identical, len(rs))
 			if g.note != "" {
@@ -604,9 +630,13 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 			for _, s := range slices.Compact(slices.Sorted(slices.Values(statuses))) {
 				st = append(st, strconv.Itoa(s))
 			}
-			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %.0f | %.0f | %s | %s |\n",
-				g.name, mode, msf(run), msf(rec), msf(rep), recRun, repRec, exRec, exRep, bytesN, rate, id, strings.Join(st, ", "))
+			fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %.0f | %.0f | %s | %s |\n",
+				g.name, mode, msf(run), msf(rec), rep, recRun, repRec, exRec, exRep, bytesN, rate, id, strings.Join(st, ", "))
 		}
+	}
+	syncNote := "none made"
+	if len(syncs) > 0 {
+		syncNote = fmt.Sprintf("median %s ms, %s to %s ms here", msf(median(syncs)), msf(slices.Min(syncs)), msf(slices.Max(syncs)))
 	}
 	serial := strconv.Quote(benchSerialDefault)
 	if serialIn != "" {
@@ -614,17 +644,24 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 	}
 	fmt.Fprintf(bw, "\n- Measured inside one vmrr process, through recorder.Record and replayer.Replay, one step after\n"+
 		"  another: a run is `vmrr run` (no log, no trapping mode, no tlbsync), a recording is `vmrr record`\n"+
-		"  (tlbsync on, log written to a temporary file and fsynced), a replay is `vmrr replay` of that log.\n"+
-		"  Each time includes creating the VM and loading the image; it leaves out process start-up (a few\n"+
-		"  ms) and the terminal: the console goes to a memory buffer (the run's is discarded).\n"+
+		"  (tlbsync on, log written to a file in %s), a replay is `vmrr replay` of that log. Each time\n"+
+		"  includes creating the VM and loading the image, and a recording's and a replay's the hash of the\n"+
+		"  end state over all guest RAM (a run makes none). Left out: process start-up (a few ms), the\n"+
+		"  terminal (the console goes to a memory buffer; the run's is discarded) and the fsync that ends\n"+
+		"  a recording (%s: the disk's cost, not vmrr's).\n"+
 		"- Ratios are medians of each run's own ratio (the steps of one run follow each other and see the\n"+
-		"  same host load), so they need not equal the ratio of the medians shown.\n"+
+		"  same host load), so they need not equal the ratio of the medians shown. Replay times and their\n"+
+		"  ratios count identical replays only (\"-\": there was none), as a diverged replay stops early.\n"+
 		"- log B/s: log bytes after the header (%s bytes: magic, version and header, mostly the CPUID\n"+
 		"  table) per second of the recording's wall time.\n"+
 		"- Replay identical: same end position, status, final state hash and RIP as the recording (the\n"+
-		"  check of `vmrr replay --check`), every checkpoint met, and the same console bytes.\n"+
-		"- %s got %s on COM1; the other guests got no input.\n",
-		benchSpan(headers), strings.Join(slices.Sorted(maps.Keys(benchSerialGuests)), ", "), serial)
+		"  check of `vmrr replay --check`), every checkpoint met, and the same console bytes.\n",
+		os.TempDir(), syncNote, benchSpan(headers))
+	for _, g := range guests {
+		if g.serial != nil {
+			fmt.Fprintf(bw, "- %s got %s on COM1; the other guests got no input.\n", g.name, serial)
+		}
+	}
 	for _, why := range whys {
 		fmt.Fprintf(bw, "- not identical: %s\n", why)
 	}
