@@ -29,12 +29,8 @@ func capsCmd(args []string, stdout io.Writer) int {
 		fmt.Fprintln(fs.Output(), "record/replay.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 0); !ok {
+		return st
 	}
 	if *repeat < 1 {
 		return fail("--repeat %d: want at least 1", *repeat)

@@ -38,12 +38,8 @@ func gdbCmd(args []string) int {
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	trace := fs.Bool("trace", false, "log the protocol on stderr")
 	once := fs.Bool("once", false, "exit after the first gdb connection ends")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 1); !ok {
+		return st
 	}
 	tl, err := openTimeline(fs, *imagePath)
 	if err != nil {
@@ -84,12 +80,8 @@ func shellCmd(args []string) int {
 	cmds := fs.String("c", "", "run these commands (separated by ';') and exit")
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	history := fs.String("history", "", "history file (default ~/.vmrr_history)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 1); !ok {
+		return st
 	}
 	tl, err := openTimeline(fs, *imagePath)
 	if err != nil {

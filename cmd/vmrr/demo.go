@@ -31,8 +31,12 @@ func demoCmd(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	mode := fs.String("mode", string(nondet.ModeFast), "trapping mode: exact or fast")
 	keep := fs.String("o", "", "keep the log at this path (default: a temporary file)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: vmrr demo [--mode fast|exact] [-o LOG]")
+		fs.PrintDefaults()
+	}
+	if st, ok := parseArgs(fs, args, 0); !ok {
+		return st
 	}
 	m, err := nondet.ParseMode(*mode)
 	if err != nil {

@@ -5,7 +5,10 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 )
@@ -49,9 +52,7 @@ func main() {
 	}
 	c, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "vmrr: unknown command %q\n", name)
-		usage()
-		os.Exit(exitUsage)
+		os.Exit(fail("unknown command %q (run 'vmrr help' for the list)", name))
 	}
 	os.Exit(c.run(os.Args[2:]))
 }
@@ -60,4 +61,31 @@ func main() {
 func fail(format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, "vmrr: "+format+"\n", args...)
 	return exitUsage
+}
+
+// parseArgs parses a command's flags and checks it got nargs arguments
+// (-1: any). Errors are one line on stderr; -h prints the usage. ok is
+// false when the command should return status at once.
+func parseArgs(fs *flag.FlagSet, args []string, nargs int) (status int, ok bool) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
+			return 0, false
+		}
+		return fail("%s: %v (run 'vmrr %s -h' for usage)", fs.Name(), err, fs.Name()), false
+	}
+	fs.SetOutput(os.Stderr)
+	if nargs >= 0 && fs.NArg() != nargs {
+		what := "an image"
+		if fs.Name() != "run" && fs.Name() != "record" {
+			what = "a log"
+		}
+		if nargs == 0 {
+			return fail("%s takes no arguments (run 'vmrr %s -h' for usage)", fs.Name(), fs.Name()), false
+		}
+		return fail("%s needs %s (run 'vmrr %s -h' for usage)", fs.Name(), what, fs.Name()), false
+	}
+	return 0, true
 }

@@ -28,12 +28,8 @@ func recordCmd(args []string) int {
 	tlb := fs.String("tlbsync", "on", "keep the guest TLB in step with page-table writes: on or off")
 	keep := fs.String("keep", keepAlways, "when to keep the log: always, fail (only when the guest does not end with the success status) or never")
 	success := fs.Int("success-status", 1, "the exit status of a passing guest, for --keep=fail (1: debug-exit value 0, the QEMU isa-debug-exit convention)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 1); !ok {
+		return st
 	}
 	m, err := nondet.ParseMode(*mode)
 	if err != nil {
@@ -47,6 +43,10 @@ func recordCmd(args []string) int {
 	}
 	if *success < 0 || *success > 255 {
 		return fail("--success-status=%d: want an exit status, 0-255", *success)
+	}
+	mem, err := mf.memBytes()
+	if err != nil {
+		return fail("%v", err)
 	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
@@ -67,7 +67,7 @@ func recordCmd(args []string) int {
 		return fail("%v", err)
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
-	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: *mf.mem << 20,
+	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: mem,
 		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on"})
 	if err != nil {
 		f.Close()

@@ -29,12 +29,8 @@ func replayCmd(args []string) int {
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	check := fs.Bool("check", false, "exit 0 if the replay reproduces the recording exactly (status, end position, final state), "+
 		"72 if it diverges, 74 if the log ends early; the guest's own status is reported, not returned")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 1); !ok {
+		return st
 	}
 	var image []byte
 	if *imagePath != "" {

@@ -31,6 +31,14 @@ func addMachineFlags(fs *flag.FlagSet) machineFlags {
 	}
 }
 
+// memBytes checks --mem and returns it in bytes.
+func (f machineFlags) memBytes() (uint64, error) {
+	if *f.mem == 0 || *f.mem > 4096 {
+		return 0, fmt.Errorf("--mem %d: want 2 to 4096 MiB", *f.mem)
+	}
+	return *f.mem << 20, nil
+}
+
 // serialInput opens the --serial-in source.
 func (f machineFlags) serialInput() (io.Reader, func(), error) {
 	switch *f.serialIn {
@@ -78,12 +86,12 @@ func runCmd(args []string) int {
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if st, ok := parseArgs(fs, args, 1); !ok {
+		return st
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
+	mem, err := mf.memBytes()
+	if err != nil {
+		return fail("%v", err)
 	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
@@ -94,7 +102,7 @@ func runCmd(args []string) int {
 		return fail("serial input: %v", err)
 	}
 	defer closeSerial()
-	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: *mf.mem << 20,
+	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: mem,
 		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr})
 	if err != nil {
 		return fail("%v", err)
