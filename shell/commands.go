@@ -239,12 +239,20 @@ func (sh *shell) move(f func() (replayer.Stop, error)) error {
 	return nil
 }
 
-// motion runs a motion with Ctrl-C armed to interrupt it.
+// motion runs a motion with Ctrl-C armed to interrupt it. A Ctrl-C that
+// came before the motion started (while the line was being parsed, or
+// during an earlier command of the line) means do not start it.
 func (sh *shell) motion(f func() (replayer.Stop, error)) (replayer.Stop, error) {
 	sh.moving.Store(true)
 	defer sh.moving.Store(false)
+	if sh.intr.Load() {
+		return replayer.Stop{}, errInterrupted
+	}
 	return f()
 }
+
+// errInterrupted is a motion that Ctrl-C stopped before it began.
+var errInterrupted = errors.New("interrupted before it started")
 
 // report says why a motion stopped (unless it simply finished) and shows
 // the instruction at the new RIP.

@@ -247,6 +247,17 @@ func TestTerminalInterrupt(t *testing.T) {
 		tm.expect("interrupted at ")
 		tm.expect("(vmrr ")
 	}
+	// Ctrl-C drops the rest of the line.
+	tm.send("c; where; s\r")
+	tm.expect("fake: running")
+	tm.send("\x03")
+	tm.expect("interrupted at ")
+	from := tm.seen
+	tm.expect("interrupted: not running where; s")
+	tm.expect("(vmrr ")
+	if strings.Contains(tm.output()[from:], "position ") {
+		t.Errorf("the rest of the line ran after Ctrl-C:\n%q", tm.output()[from:])
+	}
 	tm.send("where\r")
 	tm.expect("position ")
 	tm.send("\x04")

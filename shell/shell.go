@@ -11,7 +11,7 @@
 //
 // Input comes in two kinds. At a terminal, a bad command prints one line
 // and the prompt comes back; an empty line repeats the last command; Ctrl-C
-// stops a running motion, Ctrl-D quits. From a script (stdin not a terminal,
+// stops a running motion and drops the rest of its line, Ctrl-D quits. From a script (stdin not a terminal,
 // or Options.Commands), there is no prompt and the first failing command
 // ends the run with an error naming it, as `sh -e` would: the commands
 // after it would act on a replay that is not where the script expects.
@@ -68,6 +68,10 @@ type shell struct {
 
 	// moving is set while a motion runs, so Ctrl-C knows to interrupt it.
 	moving atomic.Bool
+	// intr is set by a Ctrl-C while a command line runs: a motion not yet
+	// started when it came must not start, and the rest of the line is
+	// dropped, as a shell drops the rest of a command list.
+	intr atomic.Bool
 
 	// State that lets an empty line or a bare x / disas continue where the
 	// last one stopped, as in gdb.
@@ -165,6 +169,7 @@ func (sh *shell) catchInterrupts() (stop func()) {
 	go func() {
 		defer close(done)
 		for range sig {
+			sh.intr.Store(true)
 			if sh.moving.Load() {
 				sh.session.Interrupt()
 			}
@@ -258,10 +263,15 @@ func (sh *shell) loop(read func(prompt string) (string, error), interactive bool
 		sh.last = ""
 		cmds := splitCommands(line)
 		allRepeat := len(cmds) > 0
-		for _, c := range cmds {
+		sh.intr.Store(false)
+		for i, c := range cmds {
 			err := sh.exec(c, repeated)
 			if errors.Is(err, errQuit) {
 				return nil
+			}
+			if sh.intr.Load() && i+1 < len(cmds) && err == nil {
+				fmt.Fprintf(sh.errw, "interrupted: not running %s\n", strings.Join(cmds[i+1:], "; "))
+				break
 			}
 			if err != nil {
 				if !interactive {

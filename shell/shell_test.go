@@ -427,3 +427,20 @@ func TestGotoPastLazyEnd(t *testing.T) {
 		t.Errorf("goto to the last position: %v\n%s", err, out.String())
 	}
 }
+
+// TestInterruptBeforeMotion checks that a Ctrl-C that came while the line
+// was being dispatched keeps the motion from starting at all.
+func TestInterruptBeforeMotion(t *testing.T) {
+	s := fakesession.New(fakesession.Config{})
+	var out bytes.Buffer
+	sh := &shell{session: s, out: &out, errw: &out}
+	sh.intr.Store(true)
+	for _, c := range []string{"s", "c", "rs", "goto end", "goto 3:0"} {
+		if err := sh.exec(c, false); err == nil || !strings.Contains(err.Error(), "interrupted before it started") {
+			t.Errorf("%s: err = %v", c, err)
+		}
+	}
+	if s.StepCount() != 0 {
+		t.Errorf("the session moved to step %d", s.StepCount())
+	}
+}
