@@ -73,12 +73,14 @@ func HashPages(pages []uint32) uint64 {
 // MemHash hashes guest RAM but the ring (see PageHashes).
 func (m *Machine) MemHash() uint64 { return HashPages(m.PageHashes(nil)) }
 
-// StateHash hashes registers and memory: equal hashes at the end of a
-// recording and of its replay mean the replay ended in the same state.
+// StateHash hashes registers, memory and the console output so far: equal
+// hashes at the end of a recording and of its replay mean the replay ended
+// in the same state having printed the same thing.
 func (m *Machine) StateHash() (uint64, error) {
 	r, err := m.vcpu.Regs()
 	if err != nil {
 		return 0, err
 	}
-	return RegHash(&r) ^ m.MemHash()*0x9e3779b97f4a7c15, nil
+	n, crc := m.ConsoleHash()
+	return RegHash(&r) ^ m.MemHash()*0x9e3779b97f4a7c15 ^ (n<<32|uint64(crc))*0xbf58476d1ce4e5b9, nil
 }

@@ -3,6 +3,7 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"os/signal"
@@ -163,6 +164,7 @@ type Machine struct {
 	breakpoints []uint64
 	afterIO     []func() error
 	emulated    uint64
+	console     *consoleHash
 	handlerBP   uint64 // breakpoint at an interrupt handler, see step
 	onRAMWrite  func(gpa uint64, data []byte) error
 	// atDeterministicExit and delivered say whether the guest may take an
@@ -247,7 +249,8 @@ func New(cfg Config) (m *Machine, err error) {
 	m.pic = newPIC()
 	m.pit = newPIT()
 	m.rtc = newRTC()
-	m.uart = newUART(cfg.Console, m.RaiseIRQ)
+	m.console = &consoleHash{w: cfg.Console}
+	m.uart = newUART(m.console, m.RaiseIRQ)
 	m.initRing()
 	if err := m.load(cfg.Image, boot); err != nil {
 		return nil, err
@@ -801,3 +804,20 @@ func (m *Machine) handlerAddress(vec uint8) (uint64, bool) {
 		return cs<<4 + ip, true
 	}
 }
+
+// consoleHash passes the guest's console output on and keeps its length
+// and CRC-32C, so state hashes cover what the guest printed.
+type consoleHash struct {
+	w   io.Writer
+	n   uint64
+	crc uint32
+}
+
+func (c *consoleHash) Write(p []byte) (int, error) {
+	c.n += uint64(len(p))
+	c.crc = crc32.Update(c.crc, castagnoli, p)
+	return c.w.Write(p)
+}
+
+// ConsoleHash is the length and CRC-32C of the guest's console output.
+func (m *Machine) ConsoleHash() (n uint64, crc uint32) { return m.console.n, m.console.crc }

@@ -34,6 +34,8 @@ type DeviceState struct {
 	tscAux              uint64
 	atDeterministicExit bool
 	emulated            uint64
+	consoleN            uint64
+	consoleCRC          uint32
 }
 
 // uartState is the UART without its output writer and IRQ line.
@@ -103,6 +105,7 @@ func (m *Machine) SaveDevices() DeviceState {
 			dll: u.dll, dlm: u.dlm, fcr: u.fcr, thrInt: u.thrInt, line: u.line},
 		exits: m.exits, insn: m.Position().Insn, tscAux: m.tscAux,
 		atDeterministicExit: m.atDeterministicExit, emulated: m.emulated,
+		consoleN: m.console.n, consoleCRC: m.console.crc,
 	}
 	return d
 }
@@ -116,6 +119,7 @@ func (m *Machine) RestoreDevices(d *DeviceState) error {
 	u.ier, u.lcr, u.mcr, u.scr, u.dll, u.dlm, u.fcr = d.uart.ier, d.uart.lcr, d.uart.mcr, d.uart.scr, d.uart.dll, d.uart.dlm, d.uart.fcr
 	u.thrInt, u.line = d.uart.thrInt, d.uart.line
 	m.exits, m.tscAux, m.emulated = d.exits, d.tscAux, d.emulated
+	m.console.n, m.console.crc = d.consoleN, d.consoleCRC
 	m.atDeterministicExit, m.delivered = d.atDeterministicExit, false
 	m.result = nil
 	m.afterIO = nil

@@ -206,7 +206,14 @@ func (r *Recorder) checkpoint(m *machine.Machine) {
 	}
 	r.pages = pages
 	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: pos(m.Position()), RIP: regs.RIP, RegHash: machine.RegHash(&regs),
-		MemHash: machine.HashPages(pages), Values: machine.RegList(&regs), Landing: logfmt.Landing{Pages: changed}})
+		MemHash: machine.HashPages(pages), Values: checkpointValues(m, &regs), Landing: logfmt.Landing{Pages: changed}})
+}
+
+// checkpointValues are the registers (machine.RegNames order), then the
+// console's length and CRC-32C.
+func checkpointValues(m *machine.Machine, regs *kvm.Regs) []uint64 {
+	n, crc := m.ConsoleHash()
+	return append(machine.RegList(regs), n, uint64(crc))
 }
 
 // BeforeRun checkpoints, delivers due events (logging them) and, in exact

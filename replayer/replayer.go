@@ -379,6 +379,12 @@ func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
 		return e.diverge("checkpoint: guest memory differs at RIP %#x: %s", regs.RIP, where)
 	}
 	e.pages = got
+	if nr := len(machine.RegNames); len(ev.Values) == nr+2 {
+		n, crc := m.ConsoleHash()
+		if n != ev.Values[nr] || uint64(crc) != ev.Values[nr+1] {
+			return e.diverge("checkpoint: the console output differs (%d bytes printed, recorded %d)", n, ev.Values[nr])
+		}
+	}
 	return nil
 }
 
