@@ -15,6 +15,9 @@ type Outcome struct {
 	StateHash  uint64
 	Divergence *Divergence // the first mismatch, if any
 	EndOfLog   error       // the log ended early (*logfmt.TruncatedError) or is damaged
+	// LastCheckpoint is the index of the event after the last checkpoint
+	// that matched (0 if none did).
+	LastCheckpoint uint64
 }
 
 // Identical reports whether the replay reproduced the recording exactly:
@@ -36,7 +39,8 @@ func (o *Outcome) Summary() string {
 	case o.Result.Status != o.End.Status:
 		return fmt.Sprintf("replay ended with status %d (%s), the recording with %d (%s)", o.Result.Status, o.Result.Message, o.End.Status, o.End.Reason)
 	case o.StateHash != o.End.StateHash:
-		return fmt.Sprintf("replay ended in a different state (hash %#x, recorded %#x) at RIP %#x", o.StateHash, o.End.StateHash, o.Result.RIP)
+		return fmt.Sprintf("replay diverged at the end of the recording (event %d, %s): the final state (registers, memory, console output) differs: hash %#x, recorded %#x, at RIP %#x; the inputs since the last matching checkpoint (events %d to %d) are suspect",
+			o.End.Events, o.End.Pos, o.StateHash, o.End.StateHash, o.Result.RIP, o.LastCheckpoint, o.End.Events)
 	}
 	return fmt.Sprintf("replay identical: %s", o.Result.Message)
 }
@@ -56,7 +60,7 @@ func (e *Engine) Run() (*Outcome, error) {
 	stop := e.watchdog()
 	res, err := e.m.Run()
 	stop()
-	o := &Outcome{Result: res}
+	o := &Outcome{Result: res, LastCheckpoint: e.lastCheckpoint}
 	var div *Divergence
 	var eol *EndOfLogError
 	switch {

@@ -72,6 +72,9 @@ type Engine struct {
 	// missed says why the last landing check at the next event's position
 	// failed, for the message when the replay passes it.
 	missed string
+	// lastCheckpoint is the index of the event after the last matching
+	// checkpoint.
+	lastCheckpoint uint64
 	// pages are the page hashes at the last matching checkpoint.
 	pages []uint32
 	// ringIndex is the ring cursor's next event index (for snapshots).
@@ -385,6 +388,7 @@ func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
 			return e.diverge("checkpoint: the console output differs (%d bytes printed, recorded %d)", n, ev.Values[nr])
 		}
 	}
+	e.lastCheckpoint = e.index + 1
 	return nil
 }
 
