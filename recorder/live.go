@@ -39,6 +39,11 @@ type Live struct {
 	kick   *time.Timer
 	vcpu   *kvm.VCPU
 
+	// virtual, if set, is the instruction clock; skipped is the time an
+	// idle guest skipped ahead on it.
+	virtual func() time.Duration
+	skipped time.Duration
+
 	// OnTick and OnSerial, if set, are told of each delivery (the recorder).
 	OnTick   func(m *machine.Machine)
 	OnSerial func(m *machine.Machine, b []byte)
@@ -83,7 +88,21 @@ func (l *Live) readSerial(r io.Reader) {
 }
 
 // Now is the time since the run started.
-func (l *Live) Now() time.Duration { return time.Since(l.start) }
+func (l *Live) Now() time.Duration {
+	if l.virtual != nil {
+		return l.virtual() + l.skipped
+	}
+	return time.Since(l.start)
+}
+
+// UseInstructionClock makes the guest's timers follow the instructions it
+// executes (one microsecond each) instead of the host clock, and lets an
+// idle guest skip ahead to its next timer tick. Exact mode uses it: it runs
+// the guest some ten times slower than the host clock would have a timer
+// expect, so a fast timer would leave no time for anything else.
+func (l *Live) UseInstructionClock(m *machine.Machine) {
+	l.virtual = func() time.Duration { return time.Duration(m.Position().Insn) * time.Microsecond }
+}
 
 // deliver raises what is due now: timer ticks and serial bytes.
 func (l *Live) deliver(m *machine.Machine) {
@@ -140,7 +159,7 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 // tick or the deadline, whichever is first.
 func (l *Live) armKick(m *machine.Machine) {
 	var at time.Duration = -1
-	if l.ticking {
+	if l.ticking && l.virtual == nil {
 		at = l.nextTick
 	}
 	if !l.deadline.IsZero() {
@@ -189,6 +208,12 @@ func (l *Live) Idle(m *machine.Machine) error {
 		if wait < 0 && noInput {
 			m.End(machine.ReasonHung, "halted waiting for an interrupt that can never come (no timer, no serial input)")
 			return nil
+		}
+		if l.virtual != nil && l.ticking {
+			// On the instruction clock an idle guest's time stands still:
+			// move it to the next tick.
+			l.skipped += max(l.nextTick-l.Now(), 0)
+			continue
 		}
 		if wait >= 0 {
 			t := time.NewTimer(max(wait, 0))

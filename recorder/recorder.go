@@ -77,6 +77,9 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	if err := trap.Install(m); err != nil {
 		return machine.Result{}, err
 	}
+	if opt.Mode == nondet.ModeExact {
+		r.Live.UseInstructionClock(m)
+	}
 	if opt.Mode == nondet.ModeFast && w != nil && opt.Warnings != nil && m.Boot() == machine.BootFlat {
 		fmt.Fprintln(opt.Warnings, "vmrr: warning: fast mode finds the instructions to patch in ELF sections; a flat image gets none, so any RDTSC/RDRAND it runs natively will not replay (use --mode exact)")
 	}

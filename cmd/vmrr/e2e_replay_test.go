@@ -19,25 +19,7 @@ var matrixGuests = []string{"hello", "timer", "spin", "nondet", "serial-echo", "
 // replayBugs are the known replay divergences, by mode/guest. A case listed
 // here that diverges is skipped with its reason; one that replays exactly
 // is checked as any other.
-var replayBugs = map[string]string{
-	// The PIT at 2000 Hz fires every few instructions when every instruction
-	// is single-stepped, so interrupts pile up at consecutive positions;
-	// replay overshoots one recorded injection by one instruction ("passed
-	// the injection of vector 0x20 ... without reaching it: now at insn+1")
-	// at a different event each recording. race-multiboot, the same loop in
-	// 32-bit mode, replays exactly.
-	"exact/race": "exact-mode replay of race.elf diverges where interrupts pile up (an injection passed by one instruction, or a checkpoint's memory differs)",
-	// The recorded landing is the instruction after an RDTSC (rdtsc is 0f 31:
-	// "RIP 0x100057, recorded 0x100059"): in exact mode the VMM emulates the
-	// RDTSC and the interrupt comes after it at the same (exit, insn)
-	// position, since insn_emulation does not count the VMM's emulation;
-	// replay reaches that position before the RDTSC. About 1 recording in 5
-	// (those whose interrupt lands right after an RDTSC). Fix: count a
-	// VMM-emulated instruction in the position, or let replay emulate a
-	// trapped instruction at RIP first when that brings RIP to the landing.
-	"exact/flaky":   "exact-mode replay diverges when the recorded interrupt landed right after an emulated RDTSC (landing RIP = RDTSC+2)",
-	"exact/flaky64": "exact-mode replay diverges when the recorded interrupt landed right after an emulated RDTSC (landing RIP = RDTSC+2)",
-}
+var replayBugs = map[string]string{}
 
 // inProcess serialises the replays these tests run in the test process:
 // machines take process-wide signal handlers for their kicks.
