@@ -1,6 +1,7 @@
 package gdbstub
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -146,7 +147,7 @@ func (cn *conn) eventsCmd(args []string) (string, error) {
 		}
 		count = min(count, maxEventsListed)
 	default:
-		return "", fmt.Errorf(usage)
+		return "", errors.New(usage)
 	}
 	evs, err := cn.sess.Events(from, count)
 	if err != nil {

@@ -50,17 +50,6 @@ func picAck(vec int) picOp {
 	}}
 }
 
-// picPending checks Pending without acknowledging; vec < 0 wants none.
-func picPending(vec int) picOp {
-	return picOp{fmt.Sprintf("pending want %d", vec), func(p *PIC) error {
-		v, ok := p.Pending()
-		if vec < 0 && ok || vec >= 0 && (!ok || int(v) != vec) {
-			return fmt.Errorf("Pending = (%#x, %v), want %d", v, ok, vec)
-		}
-		return nil
-	}}
-}
-
 const (
 	picEOI      = 0x20 // OCW2 non-specific EOI
 	picReadIRR  = 0x0a // OCW3

@@ -11,7 +11,6 @@ import (
 )
 
 func hostRDTSC() uint64
-func hostRDTSCP() (tsc uint64, aux uint32)
 func hostRDRAND() (v uint64, ok bool)
 func hostRDSEED() (v uint64, ok bool)
 

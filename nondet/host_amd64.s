@@ -8,15 +8,6 @@ TEXT ·hostRDTSC(SB), NOSPLIT, $0-8
 	MOVQ AX, ret+0(FP)
 	RET
 
-// func hostRDTSCP() (tsc uint64, aux uint32)
-TEXT ·hostRDTSCP(SB), NOSPLIT, $0-12
-	RDTSCP
-	SHLQ $32, DX
-	ORQ DX, AX
-	MOVQ AX, tsc+0(FP)
-	MOVL CX, aux+8(FP)
-	RET
-
 // func hostRDRAND() (v uint64, ok bool)
 TEXT ·hostRDRAND(SB), NOSPLIT, $0-9
 	RDRANDQ AX

@@ -21,8 +21,9 @@ type Options struct {
 	Image    []byte    // the guest image; nil: the embedded one, else the header's path
 	Console  io.Writer // the guest's serial output
 	Warnings io.Writer
-	// StuckAfter bounds how long the replay may run without reaching the
-	// next event before it reports where it is stuck (default 10 s).
+	// StuckAfter, if set, bounds the wall time the replay may spend without
+	// applying an event before it reports where it is stuck. (A replay
+	// that runs past its next event is caught at once regardless.)
 	StuckAfter time.Duration
 }
 
@@ -55,16 +56,15 @@ type Engine struct {
 	ringFilled uint64
 	ringErr    error
 
-	armed      uint64 // breakpoint armed for the next event's landing
-	stepping   bool   // stepping over an armed breakpoint that was not the landing
-	lastIndex  uint64
-	lastMoved  time.Time
-	stuckAfter time.Duration
+	stepping bool // stepping over an armed breakpoint that was not the landing
 
 	// stop, when set, is asked at every BeforeRun whether to stop (Session).
 	stop func() bool
 	// atUserBP is set at a debugger breakpoint hit.
 	atUserBP bool
+	// stuckAfter and progress implement Options.StuckAfter.
+	stuckAfter time.Duration
+	progress   time.Time
 	// singleStep is set while the debugger needs every instruction.
 	singleStep bool
 	// userBPs are debugger breakpoints armed beside the landing breakpoint.
@@ -91,10 +91,7 @@ func Open(opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{events: events, hdr: events.Header(), stuckAfter: opt.StuckAfter, logPath: opt.LogPath}
-	if e.stuckAfter == 0 {
-		e.stuckAfter = 10 * time.Second
-	}
+	e := &Engine{events: events, hdr: events.Header(), logPath: opt.LogPath, stuckAfter: opt.StuckAfter, progress: time.Now()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -204,6 +201,7 @@ func (e *Engine) Patches() nondet.Patches { return e.trap.Patches }
 // advance reads the next event of the main cursor, skipping ring flushes
 // (the ring cursor reads those).
 func (e *Engine) advance() {
+	e.progress = time.Now()
 	for {
 		e.index = e.events.Index()
 		ev, err := e.events.Next()
@@ -555,6 +553,14 @@ func (e *Engine) Port(m *machine.Machine, port uint16, out bool, data []byte) (b
 // position without an exit can only have diverged (positions count every
 // instruction, so a replay never loses its way silently).
 func (e *Engine) Interrupted(m *machine.Machine) error {
+	if e.stuckAfter > 0 && time.Since(e.progress) > e.stuckAfter && e.stop == nil {
+		regs, _ := m.VCPU().Regs()
+		next := "the end of the log"
+		if e.next != nil {
+			next = describe(e.next) + " at " + e.next.Pos.String()
+		}
+		return e.diverge("no progress for %v: stuck at %s RIP %#x, waiting for %s", e.stuckAfter, pos(m.Position()), regs.RIP, next)
+	}
 	if ev := e.next; ev != nil {
 		cur := pos(m.Position())
 		if ev.Pos.Less(cur) && ev.Pos.Exit <= cur.Exit {

@@ -166,7 +166,6 @@ type run struct {
 	console  string
 	status   int
 	state    uint64
-	stats    struct{ Marked, Writes, Flushes, Walks uint64 }
 	replayed string // the replay's console
 	outcome  *replayer.Outcome
 }

@@ -28,7 +28,6 @@ var (
 	ioInterrupt           = gokvm.IIOW(0x86, 4)
 	ioGetMSRs             = gokvm.IIOWR(0x88, 8)
 	ioSetMSRs             = gokvm.IIOW(0x89, 8)
-	ioSetSignalMask       = gokvm.IIOW(0x8b, 4)
 	ioGetFPU              = gokvm.IIOR(0x8c, unsafe.Sizeof(FPU{}))
 	ioSetFPU              = gokvm.IIOW(0x8d, unsafe.Sizeof(FPU{}))
 	ioSetCPUID2           = gokvm.IIOW(0x90, 8)
