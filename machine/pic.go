@@ -130,42 +130,40 @@ func (p *PIC) cascade() {
 	}
 }
 
+// next finds the request the pair would deliver now: the master's IRQ, and
+// the slave's when the master's is the cascade line 2.
+func (p *PIC) next() (irq, sirq int, vec uint8, ok bool) {
+	p.cascade()
+	if irq, ok = p.master.pending(); !ok {
+		return 0, 0, 0, false
+	}
+	if irq != 2 {
+		return irq, 0, p.master.base + uint8(irq), true
+	}
+	if sirq, ok = p.slave.pending(); !ok {
+		return 0, 0, 0, false
+	}
+	return irq, sirq, p.slave.base + uint8(sirq), true
+}
+
 // Pending reports the vector the PIC pair would deliver now, if any.
 func (p *PIC) Pending() (uint8, bool) {
-	p.cascade()
-	irq, ok := p.master.pending()
-	if !ok {
-		return 0, false
-	}
-	if irq == 2 {
-		sirq, ok := p.slave.pending()
-		if !ok {
-			return 0, false
-		}
-		return p.slave.base + uint8(sirq), true
-	}
-	return p.master.base + uint8(irq), true
+	_, _, vec, ok := p.next()
+	return vec, ok
 }
 
 // Acknowledge is the CPU's INTA cycle: the pending vector goes in service.
 func (p *PIC) Acknowledge() (uint8, bool) {
-	p.cascade()
-	irq, ok := p.master.pending()
+	irq, sirq, vec, ok := p.next()
 	if !ok {
 		return 0, false
 	}
 	if irq == 2 {
-		sirq, ok := p.slave.pending()
-		if !ok {
-			return 0, false
-		}
 		p.slave.ack(sirq)
-		p.master.ack(2)
-		p.cascade()
-		return p.slave.base + uint8(sirq), true
 	}
 	p.master.ack(irq)
-	return p.master.base + uint8(irq), true
+	p.cascade()
+	return vec, true
 }
 
 func (p *PIC) portIn(port uint16) uint8 {
