@@ -36,6 +36,7 @@ type Timeline struct {
 	running   atomic.Bool
 	end       *Stop // how the replay ends, once it got there
 	imagePath string
+	tempImage string // a copy of the embedded image, removed by Close
 
 	eventsOnce sync.Once
 	eventCount int
@@ -82,9 +83,12 @@ func OpenTimeline(opt TimelineOptions) (*Timeline, error) {
 	t.imagePath = e.hdr.ImagePath
 	if opt.Image == nil && len(e.hdr.Image) > 0 || !fileExists(t.imagePath) {
 		if f, err := os.CreateTemp("", "vmrr-image-*.elf"); err == nil {
-			f.Write(e.image)
-			f.Close()
-			t.imagePath = f.Name()
+			_, werr := f.Write(e.image)
+			if cerr := f.Close(); werr == nil && cerr == nil {
+				t.imagePath, t.tempImage = f.Name(), f.Name()
+			} else {
+				os.Remove(f.Name())
+			}
 		}
 	}
 	return t, nil
@@ -100,6 +104,9 @@ func (t *Timeline) Close() error {
 	if t.eventLog != nil {
 		t.eventLog.Close()
 	}
+	if t.tempImage != "" {
+		os.Remove(t.tempImage)
+	}
 	return t.e.Close()
 }
 
@@ -108,7 +115,7 @@ func (t *Timeline) Engine() *Engine { return t.e }
 
 func (t *Timeline) here() point {
 	mp := t.e.m.Position()
-	regs, _ := t.e.m.VCPU().Regs()
+	regs, _ := readRegs(t.e.m)
 	return point{Position{Exit: mp.Exit, Insn: mp.Insn}, regs.RIP}
 }
 
@@ -118,7 +125,7 @@ func (t *Timeline) Position() Position { return t.here().pos }
 // Registers reads the vCPU state.
 func (t *Timeline) Registers() (Registers, error) {
 	var r Registers
-	cpu, err := t.e.m.SaveCPU()
+	cpu, err := saveCPU(t.e.m)
 	if err != nil {
 		return r, err
 	}
@@ -163,7 +170,9 @@ func (t *Timeline) Translate(addr uint64) (uint64, error) {
 	return t.e.m.Translate(&s, addr)
 }
 
-// Interrupt stops a running motion soon.
+// Interrupt stops a running motion soon. A motion is running from its
+// start to its end, restores and scans between its runs included: an
+// Interrupt that lands between two runs stops the next one at once.
 func (t *Timeline) Interrupt() {
 	if t.running.Load() {
 		t.intr.Store(true)
@@ -255,6 +264,11 @@ type runOpts struct {
 	// far, if set, is a position the run may race towards without
 	// stepping; within a margin of it, the run single-steps.
 	far *Position
+	// snapInsn, if not 0, asks for a snapshot at the first stop at or
+	// past that instruction count, besides the regular ones: a motion that
+	// is about to come back there (reverse-stepi) starts from it instead of
+	// single-stepping a whole snapshot interval again.
+	snapInsn uint64
 }
 
 // runResult is how a forward run ended.
@@ -304,15 +318,24 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		e.userBPs = nil
 		setStep(false)
 	}()
+	lastExit := start.pos.Exit
 	e.stop = func() bool {
 		p := t.here()
+		if p.pos.Exit != lastExit {
+			lastExit = p.pos.Exit
+			if t.injecting() {
+				return false
+			}
+		}
 		if racing && (o.far.Exit < p.pos.Exit || o.far.Exit == p.pos.Exit && o.far.Insn <= p.pos.Insn+margin) {
 			racing = false
 			setStep(o.step)
 		}
 		last := t.snaps.list[len(t.snaps.list)-1]
-		if p.pos.Insn >= last.pos.Insn+t.every && posLess(last.pos, p.pos) {
+		due := p.pos.Insn >= last.pos.Insn+t.every || o.snapInsn != 0 && p.pos.Insn >= o.snapInsn
+		if due && posLess(last.pos, p.pos) {
 			t.snaps.take(e, len(t.console.b))
+			o.snapInsn = 0
 		}
 		if t.intr.Load() {
 			res.intr = true
@@ -336,10 +359,7 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 			break
 		}
 	}
-	t.running.Store(true)
 	r, err := m.Run()
-	t.running.Store(false)
-	t.intr.Store(false)
 	var div *Divergence
 	var eol *EndOfLogError
 	p := t.here()
@@ -362,6 +382,18 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 	return res, nil
 }
 
+// injecting reports whether an interrupt is queued in the vCPU but not yet
+// taken. The machine counts an injection as a position and shows the hooks
+// the vCPU once more before it runs; RIP is still the interrupted
+// instruction's there. That is no instruction boundary of the guest: a
+// debugger stopped there would see the interrupted instruction twice, and
+// resuming from there with a single-step would skip the handler's first
+// instruction. So no motion stops, checks or snapshots there.
+func (t *Timeline) injecting() bool {
+	ev, err := t.e.m.VCPU().Events()
+	return err == nil && ev.I.Inject != 0
+}
+
 // stopFrom turns a run result into a Stop.
 func (t *Timeline) stopFrom(r runResult, def StopKind) Stop {
 	p := t.here()
@@ -374,6 +406,18 @@ func (t *Timeline) stopFrom(r runResult, def StopKind) Stop {
 		return Stop{Kind: r.hit.kind, Pos: p.pos, RIP: p.rip, Addr: r.hit.addr}
 	}
 	return Stop{Kind: def, Pos: p.pos, RIP: p.rip}
+}
+
+// motion runs one of the Session's motions: Interrupt works from its start
+// to its end, and an Interrupt left from an earlier one is forgotten.
+func (t *Timeline) motion(f func() (Stop, error)) (Stop, error) {
+	t.intr.Store(false)
+	t.running.Store(true)
+	defer func() {
+		t.running.Store(false)
+		t.intr.Store(false)
+	}()
+	return f()
 }
 
 // motionCheck stops at execution breakpoints and watched writes.
@@ -412,6 +456,10 @@ func (t *Timeline) armable() (bps []uint64, step bool) {
 
 // Step runs n instructions forwards.
 func (t *Timeline) Step(n int) (Stop, error) {
+	return t.motion(func() (Stop, error) { return t.step(n) })
+}
+
+func (t *Timeline) step(n int) (Stop, error) {
 	if n < 1 {
 		n = 1
 	}
@@ -431,7 +479,9 @@ func (t *Timeline) Step(n int) (Stop, error) {
 }
 
 // Continue runs forwards to a breakpoint, a watched write, or the end.
-func (t *Timeline) Continue() (Stop, error) {
+func (t *Timeline) Continue() (Stop, error) { return t.motion(t.cont) }
+
+func (t *Timeline) cont() (Stop, error) {
 	bps, step := t.armable()
 	r, err := t.run(runOpts{step: step, bps: bps, check: t.motionCheck()})
 	if err != nil {
@@ -462,16 +512,19 @@ func (t *Timeline) restore(i int) error {
 
 // scan restores snapshot i and runs to `to` (exclusive), calling visit at
 // each stop point passed, the snapshot's own point included, with what the
-// check (made after the restore) says there.
-func (t *Timeline) scan(i int, to Position, bps []uint64, step bool, mkCheck func() func(p point) (hit, bool), visit func(p point, h hit, hitOK bool)) error {
+// check (made after the restore) says there. A scan cut short by Interrupt
+// returns that stop: the caller must stop too. (A scan that diverges ends
+// there, as if it had reached `to`: single-stepping over IRETQ can diverge
+// where the recording does not, and the earlier intervals are still good.)
+func (t *Timeline) scan(i int, to Position, bps []uint64, step bool, snapInsn uint64, mkCheck func() func(p point) (hit, bool), visit func(p point, h hit, hitOK bool)) (*Stop, error) {
 	if err := t.restore(i); err != nil {
-		return err
+		return nil, err
 	}
 	check := mkCheck()
 	p := t.here()
 	h, ok := check(p)
 	visit(p, h, ok)
-	_, err := t.run(runOpts{step: step, bps: bps, check: func(p point) (hit, bool) {
+	r, err := t.run(runOpts{step: step, bps: bps, snapInsn: snapInsn, check: func(p point) (hit, bool) {
 		if !posLess(p.pos, to) {
 			// A write seen on arriving at `to` was made before it.
 			if h, ok := check(p); ok && h.kind == StopWatchpoint && p.pos == to {
@@ -483,7 +536,11 @@ func (t *Timeline) scan(i int, to Position, bps []uint64, step bool, mkCheck fun
 		visit(p, h, ok)
 		return hit{}, false
 	}})
-	return err
+	if err != nil || !r.intr {
+		return nil, err
+	}
+	s := t.stopFrom(r, StopInterrupted)
+	return &s, nil
 }
 
 // goTo moves to a position: from the latest snapshot at or before it,
@@ -545,12 +602,30 @@ func (t *Timeline) goToFrom(target point, race bool) (Stop, error) {
 
 // ReverseStep moves n instructions backwards.
 func (t *Timeline) ReverseStep(n int) (Stop, error) {
+	return t.motion(func() (Stop, error) { return t.reverseStep(n) })
+}
+
+func (t *Timeline) reverseStep(n int) (Stop, error) {
 	if n < 1 {
 		n = 1
 	}
-	target, ok, err := t.stepsBack(n)
-	if err != nil {
-		return Stop{}, err
+	from := t.here()
+	if t.end != nil && t.end.Kind == StopCrashed && from.pos == t.end.Pos {
+		// The instruction that crashed the guest never completed: the
+		// point before the crash has the same RIP, and for a debugger it
+		// is the same place (gdb shows a fault at the faulting
+		// instruction). Stepping back from a crash goes past it.
+		prev, ok, cut, err := t.stepsBack(from.pos, 1)
+		if err != nil || cut != nil {
+			return deref(cut), err
+		}
+		if ok && prev.rip == from.rip {
+			n++
+		}
+	}
+	target, ok, cut, err := t.stepsBack(from.pos, n)
+	if err != nil || cut != nil {
+		return deref(cut), err
 	}
 	if !ok {
 		if err := t.restore(0); err != nil {
@@ -559,47 +634,59 @@ func (t *Timeline) ReverseStep(n int) (Stop, error) {
 		p := t.here()
 		return Stop{Kind: StopBegin, Pos: p.pos, RIP: p.rip}, nil
 	}
-	s, err := t.goTo(target)
-	if err != nil {
-		return s, err
-	}
-	s.Kind = StopStep
-	return s, nil
+	return t.goTo(target)
 }
 
-// stepsBack finds the position n instruction boundaries before now, by
+// deref is the Stop s points at, or the zero Stop.
+func deref(s *Stop) Stop {
+	if s == nil {
+		return Stop{}
+	}
+	return *s
+}
+
+// stepsBack finds the position n instruction boundaries before to, by
 // single-stepping from earlier snapshots; false if that is before the start.
-func (t *Timeline) stepsBack(n int) (point, bool, error) {
-	to := t.here().pos
+// A non-nil Stop says the search was interrupted, and where.
+func (t *Timeline) stepsBack(to Position, n int) (point, bool, *Stop, error) {
 	for {
 		i := t.lastBefore(to)
 		if i < 0 {
-			return point{}, false, nil
+			return point{}, false, nil, nil
 		}
 		var pts []point
 		noCheck := func() func(point) (hit, bool) { return func(point) (hit, bool) { return hit{}, false } }
-		err := t.scan(i, to, nil, true, noCheck, func(p point, _ hit, _ bool) {
+		// The point n back has an instruction count of at least
+		// to.Insn-n (a step runs at most one instruction): a snapshot at
+		// the first stop there is at or before it, and goTo starts there.
+		var snapInsn uint64
+		if to.Insn > uint64(n) {
+			snapInsn = to.Insn - uint64(n)
+		}
+		cut, err := t.scan(i, to, nil, true, snapInsn, noCheck, func(p point, _ hit, _ bool) {
 			if len(pts) == 0 || pts[len(pts)-1] != p {
 				pts = append(pts, p)
 			}
 		})
-		if err != nil {
-			return point{}, false, err
+		if err != nil || cut != nil {
+			return point{}, false, cut, err
 		}
 		if len(pts) >= n {
-			return pts[len(pts)-n], true, nil
+			return pts[len(pts)-n], true, nil, nil
 		}
 		n -= len(pts)
 		to = t.snaps.list[i].pos
 		if i == 0 {
-			return point{}, false, nil
+			return point{}, false, nil, nil
 		}
 	}
 }
 
 // ReverseContinue moves back to the last breakpoint hit or watched write
 // before now, or to the start.
-func (t *Timeline) ReverseContinue() (Stop, error) {
+func (t *Timeline) ReverseContinue() (Stop, error) { return t.motion(t.reverseContinue) }
+
+func (t *Timeline) reverseContinue() (Stop, error) {
 	to := t.here().pos
 	bps, step := t.armable()
 	for {
@@ -610,7 +697,7 @@ func (t *Timeline) ReverseContinue() (Stop, error) {
 		var last *point
 		var lastHit hit
 		var prev point
-		err := t.scan(i, to, bps, step, t.motionCheck, func(p point, h hit, ok bool) {
+		cut, err := t.scan(i, to, bps, step, 0, t.motionCheck, func(p point, h hit, ok bool) {
 			if ok {
 				q := p
 				if h.kind == StopWatchpoint {
@@ -622,16 +709,17 @@ func (t *Timeline) ReverseContinue() (Stop, error) {
 			}
 			prev = p
 		})
-		if err != nil {
-			return Stop{}, err
+		if err != nil || cut != nil {
+			// Stopped where the scan was cut: earlier than where the
+			// motion started, and not at a hit.
+			return deref(cut), err
 		}
 		if last != nil {
 			s, err := t.goTo(*last)
-			if err != nil {
-				return s, err
+			if err == nil && s.Kind == StopStep {
+				s.Kind, s.Addr = lastHit.kind, lastHit.addr
 			}
-			s.Kind, s.Addr = lastHit.kind, lastHit.addr
-			return s, nil
+			return s, err
 		}
 		if i == 0 {
 			break
@@ -647,6 +735,10 @@ func (t *Timeline) ReverseContinue() (Stop, error) {
 
 // Goto moves to a position.
 func (t *Timeline) Goto(p Position) (Stop, error) {
+	return t.motion(func() (Stop, error) { return t.gotoPos(p) })
+}
+
+func (t *Timeline) gotoPos(p Position) (Stop, error) {
 	if t.end != nil && posLess(t.end.Pos, p) {
 		return Stop{}, fmt.Errorf("position %d:%d is past the end of the recording (%d:%d)", p.Exit, p.Insn, t.end.Pos.Exit, t.end.Pos.Insn)
 	}
@@ -654,7 +746,9 @@ func (t *Timeline) Goto(p Position) (Stop, error) {
 }
 
 // GotoStart moves to the start of the recording.
-func (t *Timeline) GotoStart() (Stop, error) {
+func (t *Timeline) GotoStart() (Stop, error) { return t.motion(t.gotoStart) }
+
+func (t *Timeline) gotoStart() (Stop, error) {
 	if err := t.restore(0); err != nil {
 		return Stop{}, err
 	}
@@ -663,7 +757,9 @@ func (t *Timeline) GotoStart() (Stop, error) {
 }
 
 // GotoEnd runs to the end of the recording.
-func (t *Timeline) GotoEnd() (Stop, error) {
+func (t *Timeline) GotoEnd() (Stop, error) { return t.motion(t.gotoEnd) }
+
+func (t *Timeline) gotoEnd() (Stop, error) {
 	r, err := t.run(runOpts{check: func(point) (hit, bool) { return hit{}, false }})
 	if err != nil {
 		return Stop{}, err
@@ -767,6 +863,10 @@ func (t *Timeline) NextEvent() int {
 
 // GotoEvent moves to where event k is applied.
 func (t *Timeline) GotoEvent(k int) (Stop, error) {
+	return t.motion(func() (Stop, error) { return t.gotoEvent(k) })
+}
+
+func (t *Timeline) gotoEvent(k int) (Stop, error) {
 	evs, err := t.Events(k, 1)
 	if err != nil {
 		return Stop{}, err
