@@ -165,7 +165,7 @@ type Machine struct {
 	afterIO     []func() error
 	emulated    uint64
 	console     *consoleHash
-	handlerBP   uint64 // breakpoint at an interrupt handler, see step
+	stepBP      uint64 // a breakpoint standing in for a single-step, see adjustStep
 	onRAMWrite  func(gpa uint64, data []byte) error
 	// atDeterministicExit and delivered say whether the guest may take an
 	// interrupt at the next entry (see step).
@@ -519,21 +519,9 @@ func (m *Machine) step() error {
 	// exit replaces the halt), so a stepped guest would not halt where an
 	// unstepped one does. Let KVM run an HLT unstepped: it exits as usual.
 	stepping, bps := m.stepping, m.breakpoints
-	if stepping && !injected && m.atHLT() {
-		m.stepping = false
-	}
-	// Single-stepping sets TF behind the guest's back, and an interrupt
-	// delivered during a step pushes it into the guest's interrupt frame,
-	// so the guest's IRET would turn the trap on for itself, and memory
-	// would differ from an unstepped run. Deliver it unstepped instead, and
-	// stop at the handler's first instruction with a breakpoint.
-	m.handlerBP = 0
-	if stepping && injected {
-		if h, ok := m.handlerAddress(injectedVector); ok && len(bps) < 4 {
-			m.stepping = false
-			m.handlerBP = h
-			m.breakpoints = append(append([]uint64(nil), bps...), h)
-		}
+	m.stepBP = 0
+	if stepping {
+		m.adjustStep(injected, injectedVector)
 	}
 	err := m.applyGuestDebug()
 	m.stepping, m.breakpoints = stepping, bps
@@ -627,10 +615,10 @@ func (m *Machine) dispatch() error {
 	case kvm.ExitIRQWindowOpen, kvm.ExitIntr:
 		return nil
 	case kvm.ExitDebug:
-		if h := m.handlerBP; h != 0 {
-			// The stop at an interrupt handler's first instruction that
-			// stands in for a single-step (see step).
-			m.handlerBP = 0
+		if h := m.stepBP; h != 0 {
+			// The breakpoint that stands in for a single-step (see
+			// adjustStep).
+			m.stepBP = 0
 			if regs, err := m.vcpu.Regs(); err == nil && regs.RIP == h {
 				return nil
 			}
@@ -745,26 +733,85 @@ func (m *Machine) SetRAMWriteHandler(fn func(gpa uint64, data []byte) error) { m
 // VM is the KVM VM, for memory-slot changes.
 func (m *Machine) VM() *kvm.VM { return m.vm }
 
-// atHLT reports whether the next instruction is HLT.
-func (m *Machine) atHLT() bool {
-	regs, err := m.vcpu.Regs()
-	if err != nil {
-		return false
+// adjustStep changes how the next entry steps where a plain single-step
+// would not stop where an unstepped run does, or would change the guest:
+//   - KVM turns a single-stepped HLT into a no-op (the step's debug exit
+//     replaces the halt), so a stepped guest would not halt where an
+//     unstepped one does: KVM runs the HLT unstepped and it exits as usual.
+//   - An interrupt delivered during a step pushes the TF that stepping sets
+//     behind the guest's back into the guest's frame: the guest's IRET
+//     would then trap for itself, and memory would differ from an
+//     unstepped run. It is delivered unstepped, with a breakpoint at the
+//     handler's first instruction.
+//   - IRETQ loads RFLAGS from the stack, dropping the stepping TF, so the
+//     step would run on past the next instruction: a breakpoint at the
+//     return address stops there instead.
+//
+// The caller restores m.stepping and m.breakpoints after the entry.
+func (m *Machine) adjustStep(injected bool, vec uint8) {
+	var target uint64
+	var ok bool
+	switch {
+	case injected:
+		target, ok = m.handlerAddress(vec)
+	default:
+		op, rexW, regs, sregs, found := m.nextOpcode()
+		switch {
+		case !found:
+		case op == 0xf4:
+			m.stepping = false
+			return
+		case op == 0xcf && CPUMode(&sregs) == 64:
+			size := 4
+			if rexW {
+				size = 8
+			}
+			var b [8]byte
+			if n, _ := m.ReadVirtual(&sregs, regs.RSP, b[:size]); n == size {
+				target, ok = le(b[:size]), true
+			}
+		}
 	}
-	sregs, err := m.vcpu.Sregs()
-	if err != nil {
-		return false
+	if ok && len(m.breakpoints) < 4 {
+		m.stepping = false
+		m.stepBP = target
+		m.breakpoints = append(append([]uint64(nil), m.breakpoints...), target)
 	}
-	var code [4]byte
+}
+
+// nextOpcode decodes the prefixes of the next instruction and returns its
+// first opcode byte and whether REX.W was set.
+func (m *Machine) nextOpcode() (op byte, rexW bool, regs kvm.Regs, sregs kvm.Sregs, ok bool) {
+	var err error
+	if regs, err = m.vcpu.Regs(); err != nil {
+		return
+	}
+	if sregs, err = m.vcpu.Sregs(); err != nil {
+		return
+	}
+	var code [8]byte
 	n, _ := m.ReadVirtual(&sregs, sregs.CS.Base+regs.RIP, code[:])
+	long := CPUMode(&sregs) == 64
 	for _, b := range code[:n] {
-		switch b {
-		case 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf2, 0xf3:
+		switch {
+		case b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 || b == 0x65 || b == 0x66 || b == 0x67 || b == 0xf2 || b == 0xf3:
+			continue
+		case long && b&0xf0 == 0x40:
+			rexW = b&0x08 != 0
 			continue
 		}
-		return b == 0xf4
+		return b, rexW, regs, sregs, true
 	}
-	return false
+	return
+}
+
+// le reads a little-endian value of 1 to 8 bytes.
+func le(b []byte) uint64 {
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
 }
 
 // handlerAddress finds the linear address of the handler of an interrupt
