@@ -506,6 +506,11 @@ func (e *Engine) stepOver(m *machine.Machine) {
 // Idle: a halted guest in replay can only be woken by the next event, which
 // must be due here.
 func (e *Engine) Idle(m *machine.Machine) error {
+	// A halted guest's events are applied here rather than in BeforeRun:
+	// a debugger that stops at this position must stop before them too.
+	if e.stop != nil && e.stop() {
+		return machine.ErrStop
+	}
 	if err := e.apply(m); err != nil {
 		return err
 	}
