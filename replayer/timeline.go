@@ -463,6 +463,8 @@ func (t *Timeline) step(n int) (Stop, error) {
 	if n < 1 {
 		n = 1
 	}
+	ws := t.watches()
+	vals := t.watchState(ws)
 	for i := 0; i < n; i++ {
 		from := t.here()
 		r, err := t.run(runOpts{step: true, check: func(p point) (hit, bool) {
@@ -474,8 +476,25 @@ func (t *Timeline) step(n int) (Stop, error) {
 		if r.end != nil || r.intr {
 			return t.stopFrom(r, StopStep), nil
 		}
+		if s, ok := t.watchHit(ws, vals); ok {
+			return s, nil
+		}
 	}
 	return t.stopFrom(runResult{}, StopStep), nil
+}
+
+// watchHit reports a watched range that no longer holds vals (as the
+// stop of a step that wrote it: a debugger shows the write as a watchpoint
+// hit, as hardware reports one with the single-step).
+func (t *Timeline) watchHit(ws []Breakpoint, vals [][]byte) (Stop, bool) {
+	for i, cur := range t.watchState(ws) {
+		if !bytes.Equal(cur, vals[i]) {
+			s := t.stopFrom(runResult{}, StopWatchpoint)
+			s.Addr = ws[i].Addr
+			return s, true
+		}
+	}
+	return Stop{}, false
 }
 
 // Continue runs forwards to a breakpoint, a watched write, or the end.
@@ -634,7 +653,17 @@ func (t *Timeline) reverseStep(n int) (Stop, error) {
 		p := t.here()
 		return Stop{Kind: StopBegin, Pos: p.pos, RIP: p.rip}, nil
 	}
-	return t.goTo(target)
+	ws := t.watches()
+	vals := t.watchState(ws)
+	s, err := t.goTo(target)
+	if err == nil && n == 1 && s.Kind == StopStep {
+		// One step back over a write to a watched range: the write's
+		// watchpoint hit, seen backwards.
+		if w, ok := t.watchHit(ws, vals); ok {
+			s = w
+		}
+	}
+	return s, err
 }
 
 // deref is the Stop s points at, or the zero Stop.

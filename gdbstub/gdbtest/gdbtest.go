@@ -183,20 +183,40 @@ func GDB() string {
 // gdb's combined output. It skips the test if gdb is not installed.
 func RunGDB(t testing.TB, addr string, cmds ...string) string {
 	t.Helper()
+	return Batch{Addr: addr, Cmds: cmds}.Run(t)
+}
+
+// Batch is one run of gdb in batch mode against a server.
+type Batch struct {
+	Addr  string   // the server, host:port
+	Image string   // the program gdb reads symbols from; "" for none (x86-64 is then set)
+	Dir   string   // gdb's working directory, where relative source paths resolve; "" for the test's
+	Cmds  []string // run after "target remote", each as one -ex
+}
+
+// Run runs gdb and returns its combined output. It skips the test if gdb
+// is not installed, and fails it if gdb does not finish within Timeout.
+func (b Batch) Run(t testing.TB) string {
+	t.Helper()
 	gdb := GDB()
 	if gdb == "" {
 		t.Skip("gdb is not installed")
 	}
-	args := []string{"-nx", "-batch",
-		"-ex", "set architecture i386:x86-64",
-		"-ex", "set pagination off",
-		"-ex", "target remote " + addr}
-	for _, c := range cmds {
+	args := []string{"-nx", "-batch"}
+	if b.Image != "" {
+		args = append(args, b.Image)
+	} else {
+		args = append(args, "-ex", "set architecture i386:x86-64")
+	}
+	args = append(args, "-ex", "set pagination off", "-ex", "target remote "+b.Addr)
+	for _, c := range b.Cmds {
 		args = append(args, "-ex", c)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, gdb, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, gdb, args...)
+	cmd.Dir = b.Dir
+	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("gdb did not finish in %v; output:\n%s", Timeout, out)
 	}
