@@ -154,9 +154,15 @@ func ioctl(fd uintptr, req uintptr, arg uintptr) (uintptr, error) {
 	return r, nil
 }
 
+// ioctlPtr passes a pointer to KVM. The conversion to uintptr must be in
+// the Syscall call itself: only there does the compiler keep the pointee
+// alive and in place (a goroutine stack could otherwise move under KVM).
 func ioctlPtr(fd uintptr, req uintptr, p unsafe.Pointer) error {
-	_, err := ioctl(fd, req, uintptr(p))
-	return err
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(p))
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // wrap names the ioctl in an error.

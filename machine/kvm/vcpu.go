@@ -290,9 +290,9 @@ func (v *VCPU) msrs(req uintptr, name string, entries []MSREntry) error {
 	binary.LittleEndian.PutUint32(buf, uint32(len(entries)))
 	body := unsafe.Slice((*byte)(unsafe.Pointer(&entries[0])), len(entries)*sz)
 	copy(buf[8:], body)
-	n, err := ioctl(v.fd, req, uintptr(unsafe.Pointer(&buf[0])))
-	if err != nil {
-		return wrap(name, err)
+	n, _, errno := unix.Syscall(unix.SYS_IOCTL, v.fd, req, uintptr(unsafe.Pointer(&buf[0])))
+	if errno != 0 {
+		return wrap(name, errno)
 	}
 	copy(body, buf[8:])
 	if int(n) != len(entries) {
