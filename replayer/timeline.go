@@ -290,6 +290,10 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 	start := t.here()
 	first := true
 	var res runResult
+	// A motion interrupted half-way through stepping over a breakpoint
+	// left the engine waiting for a step that will not come: start afresh
+	// (a breakpoint at this very address is stepped over again on its hit).
+	e.stepping, e.atUserBP = false, false
 	var kicker *time.Ticker
 	racing := o.far != nil
 	if racing {
