@@ -62,6 +62,9 @@ func (e *Engine) restoreState(s *engineState) error {
 // comparing guest RAM with a shadow copy of it at the last snapshot. (Dirty
 // logging would avoid the compare; at 64 MiB it costs a few milliseconds.)
 type snapshots struct {
+	// limit bounds the bytes the snapshots hold beyond the first (0: no
+	// bound); thin keeps them under it.
+	limit  uint64
 	list   []*snapshot
 	shadow []byte // guest RAM as of the last snapshot in list
 }
@@ -94,6 +97,9 @@ func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 		}
 	}
 	ss.list = append(ss.list, s)
+	for ss.limit > 0 && ss.memory() > ss.limit && len(ss.list) > 2 {
+		ss.thin()
+	}
 	return s, nil
 }
 
@@ -196,10 +202,33 @@ func (ss *snapshots) pageAt(p uint64, i int) []byte {
 	return make([]byte, pageSize)
 }
 
+// thin drops every other snapshot after the first, to keep the memory the
+// snapshots hold under the limit: going back then re-executes twice as far.
+// A dropped snapshot's pages move to the next one where it has none of its
+// own, since "changed since the previous snapshot" now spans both.
+func (ss *snapshots) thin() {
+	kept := ss.list[:1]
+	for i := 1; i < len(ss.list); i++ {
+		s := ss.list[i]
+		if i%2 == 1 && i+1 < len(ss.list) {
+			next := ss.list[i+1]
+			for p, c := range s.pages {
+				if _, ok := next.pages[p]; !ok {
+					next.pages[p] = c
+					next.bytes += pageSize
+				}
+			}
+			continue
+		}
+		kept = append(kept, s)
+	}
+	ss.list = kept
+}
+
 // memory is the bytes the snapshots hold.
 func (ss *snapshots) memory() uint64 {
 	var n uint64
-	for _, s := range ss.list {
+	for _, s := range ss.list[1:] {
 		n += s.bytes
 	}
 	return n

@@ -14,6 +14,10 @@ import (
 	"vmrr/nondet"
 )
 
+// DefaultSnapshotMemory bounds the guest memory snapshots hold beyond the
+// full copy at the start; past it every other snapshot is dropped.
+const DefaultSnapshotMemory = 256 << 20
+
 // DefaultSnapshotEvery is how many instructions a Timeline lets pass
 // between automatic snapshots. Going back costs at most this many
 // single-steps: ~0.7 s for a reverse-stepi across a whole interval on this
@@ -59,7 +63,8 @@ func (c *consoleBuf) Write(p []byte) (int, error) { c.b = append(c.b, p...); ret
 // TimelineOptions configure a Timeline.
 type TimelineOptions struct {
 	Options
-	SnapshotEvery uint64 // instructions between snapshots; DefaultSnapshotEvery if 0
+	SnapshotEvery  uint64 // instructions between snapshots; DefaultSnapshotEvery if 0
+	SnapshotMemory uint64 // bytes the snapshots may hold beyond the first; DefaultSnapshotMemory if 0
 }
 
 // OpenTimeline opens a log for debugging.
@@ -67,6 +72,10 @@ func OpenTimeline(opt TimelineOptions) (*Timeline, error) {
 	t := &Timeline{every: opt.SnapshotEvery}
 	if t.every == 0 {
 		t.every = DefaultSnapshotEvery
+	}
+	t.snaps.limit = opt.SnapshotMemory
+	if t.snaps.limit == 0 {
+		t.snaps.limit = DefaultSnapshotMemory
 	}
 	opt.Console = &t.console
 	e, err := Open(opt.Options)
@@ -625,8 +634,17 @@ func (t *Timeline) goToFrom(target point, race bool) (Stop, error) {
 	return s, nil
 }
 
+// holdSnapshots keeps the snapshot list from being thinned while a
+// reverse motion works with snapshot indices.
+func (t *Timeline) holdSnapshots() (release func()) {
+	limit := t.snaps.limit
+	t.snaps.limit = 0
+	return func() { t.snaps.limit = limit }
+}
+
 // ReverseStep moves n instructions backwards.
 func (t *Timeline) ReverseStep(n int) (Stop, error) {
+	defer t.holdSnapshots()()
 	return t.motion(func() (Stop, error) { return t.reverseStep(n) })
 }
 
@@ -719,7 +737,10 @@ func (t *Timeline) stepsBack(to Position, n int) (point, bool, *Stop, error) {
 
 // ReverseContinue moves back to the last breakpoint hit or watched write
 // before now, or to the start.
-func (t *Timeline) ReverseContinue() (Stop, error) { return t.motion(t.reverseContinue) }
+func (t *Timeline) ReverseContinue() (Stop, error) {
+	defer t.holdSnapshots()()
+	return t.motion(t.reverseContinue)
+}
 
 func (t *Timeline) reverseContinue() (Stop, error) {
 	to := t.here().pos
