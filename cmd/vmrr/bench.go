@@ -356,10 +356,10 @@ func benchRR(args []string) int {
 	fs := flag.NewFlagSet("bench rr", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: vmrr bench rr [--runs N] [--guests DIR] [--serial-in FILE] [--timeout D] [GUEST...]\n"+
-			"Runs each guest (default: %s) N times: a plain run, then a recording and a replay in fast\n"+
-			"and in exact mode, all in this process; prints a Markdown table of median times, log sizes and\n"+
-			"rates, and the ratios record / run, replay / record and exact / fast. Exits 1 if a replay was\n"+
-			"not identical to its recording or could not be made.\n",
+			"Runs each guest N times: a plain run, then a recording and a replay in fast and in exact mode,\n"+
+			"all in this process; prints a Markdown table of median times, log sizes and rates, and the\n"+
+			"ratios record / run, replay / record and exact / fast. Exits 1 if a replay was not identical\n"+
+			"to its recording or could not be made.\nDefault guests: %s\n",
 			strings.Join(benchRRGuests, " "))
 		fs.PrintDefaults()
 	}
