@@ -14,7 +14,7 @@ import (
 
 // matrixGuests are the guests every mode must record and replay exactly.
 var matrixGuests = []string{"hello", "timer", "spin", "nondet", "serial-echo", "crash", "race", "paravirt", "emu32",
-	"timer-multiboot", "race-multiboot", "flaky", "flaky64", "ptedit", "ptchurn"}
+	"timer-multiboot", "race-multiboot", "flaky", "flaky64", "ptedit", "ptchurn", "repstring"}
 
 // replayBugs are the known replay divergences, by mode/guest. A case listed
 // here that diverges is skipped with its reason; one that replays exactly
