@@ -154,9 +154,14 @@ func ioctl(fd uintptr, req uintptr, arg uintptr) (uintptr, error) {
 	return r, nil
 }
 
-// ioctlPtr passes a pointer to KVM. The conversion to uintptr must be in
-// the Syscall call itself: only there does the compiler keep the pointee
-// alive and in place (a goroutine stack could otherwise move under KVM).
+// ioctlPtr passes a pointer to KVM. The conversion to uintptr is in the
+// Syscall call itself, where the compiler keeps the pointee alive and in
+// place. Some arguments carry further pointers as uintptr fields (dirty
+// bitmaps, MSR filter bitmaps); nosplit keeps the goroutine stack, where
+// those may live, from growing (and moving) between the caller and the
+// system call.
+//
+//go:nosplit
 func ioctlPtr(fd uintptr, req uintptr, p unsafe.Pointer) error {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(p))
 	if errno != 0 {
