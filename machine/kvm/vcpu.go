@@ -85,7 +85,11 @@ type VCPU struct {
 	kickMu  sync.Mutex // orders Kick against Close
 	closed  bool
 	statsFD int
-	insnOff int64 // offset of insn_emulation in the stats fd, -1 if absent
+	// regs and sregs cache the registers between entries (see Regs).
+	regs                  Regs
+	sregs                 Sregs
+	regsValid, sregsValid bool
+	insnOff               int64 // offset of insn_emulation in the stats fd, -1 if absent
 }
 
 // CreateVCPU creates vCPU id and maps its kvm_run page.
@@ -157,6 +161,7 @@ var ErrInterrupted = errors.New("kvm: run interrupted")
 // Run enters the guest until the next exit. Unlike gokvm's Run it reports
 // EINTR as ErrInterrupted instead of hiding it.
 func (v *VCPU) Run() error {
+	v.regsValid, v.sregsValid = false, false
 	v.tid.Store(int32(unix.Gettid()))
 	_, err := ioctl(v.fd, ioRun, 0)
 	if err != nil {
@@ -186,27 +191,38 @@ func (v *VCPU) Kick() {
 	}
 }
 
-// Regs reads the general registers.
+// Regs reads the general registers. Between two entries into the guest
+// they cannot change but through SetRegs, so the VMM's many readers at one
+// stop share one KVM_GET_REGS.
 func (v *VCPU) Regs() (Regs, error) {
-	var r Regs
-	err := ioctlPtr(v.fd, ioGetRegs, unsafe.Pointer(&r))
-	return r, wrap("KVM_GET_REGS", err)
+	if v.regsValid {
+		return v.regs, nil
+	}
+	err := ioctlPtr(v.fd, ioGetRegs, unsafe.Pointer(&v.regs))
+	v.regsValid = err == nil
+	return v.regs, wrap("KVM_GET_REGS", err)
 }
 
 // SetRegs writes the general registers.
 func (v *VCPU) SetRegs(r *Regs) error {
-	return wrap("KVM_SET_REGS", ioctlPtr(v.fd, ioSetRegs, unsafe.Pointer(r)))
+	v.regsValid = false
+	err := ioctlPtr(v.fd, ioSetRegs, unsafe.Pointer(r))
+	return wrap("KVM_SET_REGS", err)
 }
 
-// Sregs reads the special registers.
+// Sregs reads the special registers (cached between entries, as Regs).
 func (v *VCPU) Sregs() (Sregs, error) {
-	var s Sregs
-	err := ioctlPtr(v.fd, ioGetSregs, unsafe.Pointer(&s))
-	return s, wrap("KVM_GET_SREGS", err)
+	if v.sregsValid {
+		return v.sregs, nil
+	}
+	err := ioctlPtr(v.fd, ioGetSregs, unsafe.Pointer(&v.sregs))
+	v.sregsValid = err == nil
+	return v.sregs, wrap("KVM_GET_SREGS", err)
 }
 
 // SetSregs writes the special registers.
 func (v *VCPU) SetSregs(s *Sregs) error {
+	v.sregsValid = false
 	return wrap("KVM_SET_SREGS", ioctlPtr(v.fd, ioSetSregs, unsafe.Pointer(s)))
 }
 
@@ -249,6 +265,7 @@ func (v *VCPU) SetDebugRegs(d *DebugRegs) error {
 // SetGuestDebug sets single-stepping and the VMM's hardware breakpoints
 // (DebugReg[0..3] addresses, [7] DR7).
 func (v *VCPU) SetGuestDebug(d *GuestDebug) error {
+	v.regsValid = false
 	return wrap("KVM_SET_GUEST_DEBUG", ioctlPtr(v.fd, ioSetGuestDebug, unsafe.Pointer(d)))
 }
 
@@ -273,6 +290,7 @@ func (v *VCPU) SetCPUID(entries []CPUIDEntry2) error {
 
 // SetMSRs writes model-specific registers.
 func (v *VCPU) SetMSRs(entries []MSREntry) error {
+	v.sregsValid = false // EFER and the segment bases live in both
 	return v.msrs(ioSetMSRs, "KVM_SET_MSRS", entries)
 }
 
