@@ -2,11 +2,9 @@ package replayer
 
 import (
 	"bytes"
-	"fmt"
 
 	"vmrr/logfmt"
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 )
 
 const pageSize = 4096
@@ -72,7 +70,7 @@ type snapshots struct {
 // take appends a snapshot of the current state.
 func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 	m := e.m
-	cpu, err := saveCPU(m)
+	cpu, err := m.SaveCPU()
 	if err != nil {
 		return nil, err
 	}
@@ -101,44 +99,6 @@ func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 		ss.thin()
 	}
 	return s, nil
-}
-
-// saveCPU reads the vCPU state, again when a read comes back impossible.
-// machine/kvm's ioctlPtr turns the buffer's address into a uintptr before
-// the system call: when the goroutine's stack grows in between, KVM writes
-// into the old stack and the read returns zeros (RFLAGS bit 1, always set
-// on x86, clear). A snapshot made of such a read would send every reverse
-// motion through it to address 0.
-func saveCPU(m *machine.Machine) (machine.CPUState, error) {
-	for try := 0; ; try++ {
-		cpu, err := m.SaveCPU()
-		if err != nil || plausible(&cpu.Regs, &cpu.Sregs) {
-			return cpu, err
-		}
-		if try == 3 {
-			return cpu, fmt.Errorf("replayer: the vCPU state reads back impossible (RFLAGS %#x, CS type %d)", cpu.Regs.RFLAGS, cpu.Sregs.CS.Typ)
-		}
-	}
-}
-
-// plausible reports whether registers can be a real vCPU's: RFLAGS bit 1
-// is always set, and CS always has a type (code, or data in real mode).
-func plausible(r *kvm.Regs, s *kvm.Sregs) bool {
-	return r.RFLAGS&2 != 0 && (s == nil || s.CS.Typ != 0)
-}
-
-// readRegs reads the general registers, again when a read comes back
-// impossible (see saveCPU).
-func readRegs(m *machine.Machine) (kvm.Regs, error) {
-	for try := 0; ; try++ {
-		r, err := m.VCPU().Regs()
-		if err != nil || plausible(&r, nil) {
-			return r, err
-		}
-		if try == 3 {
-			return r, fmt.Errorf("replayer: the vCPU registers read back impossible (RFLAGS %#x)", r.RFLAGS)
-		}
-	}
 }
 
 // before returns the index of the last snapshot at or before p.

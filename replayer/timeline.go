@@ -126,7 +126,7 @@ func (t *Timeline) Engine() *Engine { return t.e }
 
 func (t *Timeline) here() point {
 	mp := t.e.m.Position()
-	regs, _ := readRegs(t.e.m)
+	regs, _ := t.e.m.VCPU().Regs()
 	return point{Position{Exit: mp.Exit, Insn: mp.Insn}, regs.RIP}
 }
 
@@ -136,7 +136,7 @@ func (t *Timeline) Position() Position { return t.here().pos }
 // Registers reads the vCPU state.
 func (t *Timeline) Registers() (Registers, error) {
 	var r Registers
-	cpu, err := saveCPU(t.e.m)
+	cpu, err := t.e.m.SaveCPU()
 	if err != nil {
 		return r, err
 	}
