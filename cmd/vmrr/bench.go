@@ -83,11 +83,8 @@ func benchQEMU(args []string) int {
 	qemu := fs.String("qemu", "qemu-system-x86_64", "the QEMU binary")
 	mode := fs.String("mode", string(nondet.ModeFast), "vmrr's trapping mode for the recordings: exact or fast")
 	limit := fs.Duration("timeout", time.Minute, "give up on one process after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	if st, ok := parseArgs(fs, args, -1); !ok {
+		return st
 	}
 	if *runs < 1 || *runs > 100 {
 		return fail("bench qemu: --runs=%d: want 1 to 100", *runs)
@@ -368,11 +365,8 @@ func benchRR(args []string) int {
 	serialIn := fs.String("serial-in", "", "file whose bytes are COM1 input for "+strings.Join(slices.Sorted(maps.Keys(benchSerialGuests)), ", ")+
 		" (default: "+strconv.Quote(benchSerialDefault)+")")
 	limit := fs.Duration("timeout", time.Minute, "end one run, recording or replay after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	if st, ok := parseArgs(fs, args, -1); !ok {
+		return st
 	}
 	if *runs < 1 || *runs > 100 {
 		return fail("bench rr: --runs=%d: want 1 to 100", *runs)
