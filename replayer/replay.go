@@ -57,7 +57,7 @@ func Replay(opt Options) (*Outcome, error) {
 
 // Run replays from the current position to the end.
 func (e *Engine) Run() (*Outcome, error) {
-	stop := e.watchdog()
+	stop := e.kickEvery(watchdogEvery)
 	res, err := e.m.Run()
 	stop()
 	o := &Outcome{Result: res, LastCheckpoint: e.lastCheckpoint}

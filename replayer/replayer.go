@@ -580,11 +580,12 @@ func (e *Engine) Interrupted(m *machine.Machine) error {
 // has not run past its next event.
 const watchdogEvery = 100 * time.Millisecond
 
-// watchdog kicks the vCPU periodically until the returned stop is called.
-func (e *Engine) watchdog() (stop func()) {
+// kickEvery kicks the vCPU every d until the returned stop is called; a
+// kick brings a guest that makes no exits back to the hooks.
+func (e *Engine) kickEvery(d time.Duration) (stop func()) {
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(watchdogEvery)
+		t := time.NewTicker(d)
 		defer t.Stop()
 		for {
 			select {

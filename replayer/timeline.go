@@ -303,23 +303,11 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 	// left the engine waiting for a step that will not come: start afresh
 	// (a breakpoint at this very address is stepped over again on its hit).
 	e.stepping, e.atUserBP = false, false
-	var kicker *time.Ticker
 	racing := o.far != nil
 	if racing {
-		kicker = time.NewTicker(time.Millisecond)
-		defer kicker.Stop()
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			for {
-				select {
-				case <-kicker.C:
-					m.VCPU().Kick()
-				case <-done:
-					return
-				}
-			}
-		}()
+		// Kicks bring the run back to the stop check often enough to
+		// switch to stepping before it reaches the target.
+		defer e.kickEvery(time.Millisecond)()
 	}
 	const margin = 50000
 	setStep := func(on bool) {
