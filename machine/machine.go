@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -768,7 +769,7 @@ func (m *Machine) adjustStep(injected bool, vec uint8) {
 			}
 			var b [8]byte
 			if n, _ := m.ReadVirtual(&sregs, regs.RSP, b[:size]); n == size {
-				target, ok = le(b[:size]), true
+				target, ok = binary.LittleEndian.Uint64(b[:]), true // b is zero above size
 			}
 		}
 	}
@@ -803,15 +804,6 @@ func (m *Machine) nextOpcode() (op byte, rexW bool, regs kvm.Regs, sregs kvm.Sre
 		return b, rexW, regs, sregs, true
 	}
 	return
-}
-
-// le reads a little-endian value of 1 to 8 bytes.
-func le(b []byte) uint64 {
-	var v uint64
-	for i := len(b) - 1; i >= 0; i-- {
-		v = v<<8 | uint64(b[i])
-	}
-	return v
 }
 
 // handlerAddress finds the linear address of the handler of an interrupt
