@@ -50,14 +50,12 @@ type Trapper struct {
 	Values  Values
 	// Ring is the guest's own ring code, which exact mode leaves alone.
 	Ring []Range
-	// Trapped counts the instructions given values, by kind.
-	Trapped map[int]uint64
 }
 
 // NewTrapper makes a trapper; in fast mode it finds the patches for the
 // image (call Install after the machine loaded it).
 func NewTrapper(mode Mode, image []byte, values Values) (*Trapper, error) {
-	t := &Trapper{Mode: mode, Values: values, Trapped: map[int]uint64{}, Ring: RingCode(image)}
+	t := &Trapper{Mode: mode, Values: values, Ring: RingCode(image)}
 	if mode == ModeFast {
 		ps, err := FindPatches(image)
 		if err != nil {
@@ -82,7 +80,6 @@ func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
 	if kind == machine.RingKindRDPID {
 		return m.TSCAux(), nil
 	}
-	t.Trapped[kind]++
 	return t.Values.Value(m, kind)
 }
 
@@ -169,31 +166,4 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 		return m.VCPU().SetRegs(&regs)
 	})
 	return true, nil
-}
-
-// LiveValues gives trapped instructions host values and keeps the ring
-// moving, logging nothing: `vmrr run`.
-type LiveValues struct{ ring *Ring }
-
-// NewLiveValues sets up the ring for a live run.
-func NewLiveValues(m *machine.Machine) *LiveValues {
-	return &LiveValues{ring: NewRing(m.Memory(), true)}
-}
-
-// Value executes the instruction on the host.
-func (l *LiveValues) Value(m *machine.Machine, kind int) (uint64, error) {
-	v, err := Host(kind)
-	if err != nil {
-		return 0, err
-	}
-	if l.ring.Put(Entry{Kind: uint32(kind), Value: v}) {
-		l.ring.Drain()
-	}
-	return v, nil
-}
-
-// Doorbell empties the ring.
-func (l *LiveValues) Doorbell(m *machine.Machine) error {
-	l.ring.Drain()
-	return nil
 }

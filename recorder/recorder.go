@@ -302,11 +302,3 @@ func (r *Recorder) flushRing() {
 	}
 	r.append(ev)
 }
-
-// TLBStats is what tlbsync did during the recording (zero when off).
-func (r *Recorder) TLBStats() tlbsync.Stats {
-	if r.tlb == nil {
-		return tlbsync.Stats{}
-	}
-	return r.tlb.Stats()
-}

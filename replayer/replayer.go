@@ -108,7 +108,7 @@ func Open(opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replayer: log header: %w", err)
 	}
-	e.trap = &nondet.Trapper{Mode: mode, Values: e, Trapped: map[int]uint64{}, Ring: nondet.RingCode(e.image)}
+	e.trap = &nondet.Trapper{Mode: mode, Values: e, Ring: nondet.RingCode(e.image)}
 	for _, p := range e.hdr.Patches {
 		e.trap.Patches = append(e.trap.Patches, nondet.Patch{Addr: p.Addr, Original: p.Original,
 			Inst: patchInst(p, e.image)})
