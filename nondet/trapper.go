@@ -75,7 +75,8 @@ func (t *Trapper) Install(m *machine.Machine) error {
 	return t.Patches.Install(m.Memory())
 }
 
-// value fetches a value and counts it.
+// value fetches a trapped instruction's value (RDPID's is IA32_TSC_AUX, not
+// non-deterministic).
 func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
 	if kind == machine.RingKindRDPID {
 		return m.TSCAux(), nil
