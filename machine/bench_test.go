@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine/kvm"
 )
@@ -76,13 +77,13 @@ func newBareVM(b *testing.B, code []byte) *bareVM {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, seg := range []*kvm.Segment{&s.CS, &s.DS, &s.ES, &s.FS, &s.GS, &s.SS} {
+	for _, seg := range []*cpu.Segment{&s.CS, &s.DS, &s.ES, &s.FS, &s.GS, &s.SS} {
 		seg.Base, seg.Selector = 0, 0
 	}
 	if err := v.vcpu.SetSregs(&s); err != nil {
 		b.Fatal(err)
 	}
-	if err := v.vcpu.SetRegs(&kvm.Regs{RIP: flatLoadAddr, RSP: flatLoadAddr, RFLAGS: 2}); err != nil {
+	if err := v.vcpu.SetRegs(&cpu.Regs{RIP: flatLoadAddr, RSP: flatLoadAddr, RFLAGS: 2}); err != nil {
 		b.Fatal(err)
 	}
 	v.run(b, 100)

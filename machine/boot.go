@@ -6,8 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // BootProtocol is how an image is loaded and entered.
@@ -83,7 +82,7 @@ func (m *Machine) load(image []byte, proto BootProtocol) error {
 	if len(image) == 0 {
 		return badImage("empty image")
 	}
-	regs := kvm.Regs{RFLAGS: 2}
+	regs := cpu.Regs{RFLAGS: 2}
 	sregs, err := m.vcpu.Sregs()
 	if err != nil {
 		return err
@@ -111,7 +110,7 @@ func (m *Machine) load(image []byte, proto BootProtocol) error {
 			return badImage("flat image of %d bytes does not fit below the ring at %#x", len(image), RingBase)
 		}
 		m.mem.WritePhys(flatLoadAddr, image)
-		for _, s := range []*kvm.Segment{&sregs.CS, &sregs.DS, &sregs.ES, &sregs.FS, &sregs.GS, &sregs.SS} {
+		for _, s := range []*cpu.Segment{&sregs.CS, &sregs.DS, &sregs.ES, &sregs.FS, &sregs.GS, &sregs.SS} {
 			s.Base, s.Selector = 0, 0
 		}
 		regs.RIP = flatLoadAddr
@@ -163,7 +162,7 @@ func (m *Machine) loadELF(image []byte, class elf.Class) (uint64, error) {
 
 // setupLongMode builds a GDT and an identity map of the first 4 GiB with
 // 2 MiB pages, and puts the vCPU in 64-bit mode at CPL0.
-func (m *Machine) setupLongMode(s *kvm.Sregs) {
+func (m *Machine) setupLongMode(s *cpu.Sregs) {
 	gdt := []uint64{0, 0x00af9b000000ffff, 0x00cf93000000ffff} // null, code64, data
 	for i, d := range gdt {
 		m.mem.PutUint64(bootGDT+uint64(i)*8, d)
@@ -175,30 +174,30 @@ func (m *Machine) setupLongMode(s *kvm.Sregs) {
 			m.mem.PutUint64(bootPD+i*0x1000+j*8, (i<<30|j<<21)|0x83) // present, writable, 2 MiB
 		}
 	}
-	code := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: 8, Typ: 11, Present: 1, S: 1, L: 1, G: 1}
-	data := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: 16, Typ: 3, Present: 1, S: 1, DB: 1, G: 1}
+	code := cpu.Segment{Base: 0, Limit: 0xffffffff, Selector: 8, Typ: 11, Present: 1, S: 1, L: 1, G: 1}
+	data := cpu.Segment{Base: 0, Limit: 0xffffffff, Selector: 16, Typ: 3, Present: 1, S: 1, DB: 1, G: 1}
 	s.CS = code
 	s.DS, s.ES, s.FS, s.GS, s.SS = data, data, data, data, data
-	s.GDT = kvm.Descriptor{Base: bootGDT, Limit: uint16(len(gdt)*8 - 1)}
+	s.GDT = cpu.Descriptor{Base: bootGDT, Limit: uint16(len(gdt)*8 - 1)}
 	s.CR3 = bootPML4
-	s.CR4 = kvm.CR4PAE
-	s.CR0 = kvm.CR0PE | kvm.CR0MP | kvm.CR0ET | kvm.CR0NE | kvm.CR0WP | kvm.CR0PG
-	s.EFER = kvm.EFERLME | kvm.EFERLMA | kvm.EFERSCE
+	s.CR4 = cpu.CR4PAE
+	s.CR0 = cpu.CR0PE | cpu.CR0MP | cpu.CR0ET | cpu.CR0NE | cpu.CR0WP | cpu.CR0PG
+	s.EFER = cpu.EFERLME | cpu.EFERLMA | cpu.EFERSCE
 }
 
 // setupProtected32 enters flat 32-bit protected mode with paging off, as
 // the Multiboot spec requires.
-func setupProtected32(m *Machine, s *kvm.Sregs) {
+func setupProtected32(m *Machine, s *cpu.Sregs) {
 	gdt := []uint64{0, 0x00cf9b000000ffff, 0x00cf93000000ffff}
 	for i, d := range gdt {
 		m.mem.PutUint64(bootGDT+uint64(i)*8, d)
 	}
-	code := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: 8, Typ: 11, Present: 1, S: 1, DB: 1, G: 1}
-	data := kvm.Segment{Base: 0, Limit: 0xffffffff, Selector: 16, Typ: 3, Present: 1, S: 1, DB: 1, G: 1}
+	code := cpu.Segment{Base: 0, Limit: 0xffffffff, Selector: 8, Typ: 11, Present: 1, S: 1, DB: 1, G: 1}
+	data := cpu.Segment{Base: 0, Limit: 0xffffffff, Selector: 16, Typ: 3, Present: 1, S: 1, DB: 1, G: 1}
 	s.CS = code
 	s.DS, s.ES, s.FS, s.GS, s.SS = data, data, data, data, data
-	s.GDT = kvm.Descriptor{Base: bootGDT, Limit: uint16(len(gdt)*8 - 1)}
-	s.CR0 = kvm.CR0PE | kvm.CR0ET
+	s.GDT = cpu.Descriptor{Base: bootGDT, Limit: uint16(len(gdt)*8 - 1)}
+	s.CR0 = cpu.CR0PE | cpu.CR0ET
 	s.CR4, s.EFER, s.CR3 = 0, 0, 0
 }
 

@@ -1,6 +1,9 @@
 package machine
 
-import "vmrr/machine/kvm"
+import (
+	"vmrr/machine/cpu"
+	"vmrr/machine/kvm"
+)
 
 // CPUID feature bits vmrr adjusts.
 const (
@@ -16,7 +19,7 @@ const (
 // deadline timer: there is no local APIC), with the hypervisor bit set and
 // vmrr's signature at leaf 0x40000000. The table is stored in the log so a
 // replay shows the guest the same one.
-func DefaultCPUID(sys *kvm.System) ([]kvm.CPUIDEntry2, error) {
+func DefaultCPUID(sys *kvm.System) ([]cpu.CPUIDEntry, error) {
 	entries, err := sys.SupportedCPUID()
 	if err != nil {
 		return nil, err
@@ -37,6 +40,6 @@ func DefaultCPUID(sys *kvm.System) ([]kvm.CPUIDEntry2, error) {
 	word := func(i int) uint32 {
 		return uint32(sig[i]) | uint32(sig[i+1])<<8 | uint32(sig[i+2])<<16 | uint32(sig[i+3])<<24
 	}
-	out = append(out, kvm.CPUIDEntry2{Function: cpuidHypervisorLeaf, Eax: cpuidHypervisorLeaf, Ebx: word(0), Ecx: word(4), Edx: word(8)})
+	out = append(out, cpu.CPUIDEntry{Function: cpuidHypervisorLeaf, Eax: cpuidHypervisorLeaf, Ebx: word(0), Ecx: word(4), Edx: word(8)})
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"vmrr/machine/cpu"
 	"vmrr/machine/kvm"
 	"vmrr/machine/x86emu"
 	"vmrr/tlbsync/pagewalk"
@@ -45,6 +46,31 @@ func (e emuEnv) Translate(cpu *x86emu.CPU, linear uint64, write, user, fetch boo
 func (e emuEnv) NonDet(kind x86emu.NonDetKind) (uint64, error) {
 	return e.m.hooks.NonDet(e.m, int(kind))
 }
+
+// errNoPortIO: KVM runs port I/O itself and never hands it to the emulator.
+var errNoPortIO = errors.New("machine: port I/O reached the instruction emulator")
+
+func (e emuEnv) In(port uint16, size int) (uint32, error)  { return 0, errNoPortIO }
+func (e emuEnv) Out(port uint16, size int, v uint32) error { return errNoPortIO }
+
+func (e emuEnv) CPUID(leaf, subleaf uint32) (a, b, c, d uint32) {
+	if l := cpu.Lookup(e.m.cpuid, leaf, subleaf); l != nil {
+		return l.Eax, l.Ebx, l.Ecx, l.Edx
+	}
+	return 0, 0, 0, 0
+}
+
+func (e emuEnv) ReadMSR(index uint32) (uint64, bool, error) {
+	v := uint64(0)
+	ok, err := e.m.msrAccess(index, false, &v)
+	return v, ok, err
+}
+
+func (e emuEnv) WriteMSR(index uint32, v uint64) (bool, error) { return e.m.msrAccess(index, true, &v) }
+
+// FlushTLB has nothing to do under KVM: the instructions KVM hands over
+// never change translations.
+func (e emuEnv) FlushTLB(kind x86emu.TLBFlush, linear uint64) {}
 
 // emulate runs the instruction at RIP in vmrr's emulator and writes the
 // resulting state back.

@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"hash/fnv"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -13,7 +12,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // RegHash hashes the general registers, RIP and the arithmetic and control
 // flags. TF and RF are left out: the VMM's own single-stepping and
 // breakpoint stepping touch them.
-func RegHash(r *kvm.Regs) uint64 {
+func RegHash(r *cpu.Regs) uint64 {
 	h := fnv.New64a()
 	var b [8]byte
 	for _, v := range RegList(r) {
@@ -28,10 +27,10 @@ var RegNames = []string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
 	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags"}
 
 // RegList lists the registers RegHash covers, in RegNames order.
-func RegList(r *kvm.Regs) []uint64 {
+func RegList(r *cpu.Regs) []uint64 {
 	return []uint64{r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RSP, r.RBP,
 		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15, r.RIP,
-		r.RFLAGS &^ (kvm.FlagTF | kvm.FlagRF)}
+		r.RFLAGS &^ (cpu.FlagTF | cpu.FlagRF)}
 }
 
 // PageHash hashes one 4 KiB guest page.

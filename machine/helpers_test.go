@@ -7,8 +7,7 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // nopHooks is an outside world where nothing happens: live device values,
@@ -37,7 +36,7 @@ func (h *nopHooks) NonDet(*Machine, int) (uint64, error) { return 0, nil }
 
 func (h *nopHooks) Port(*Machine, uint16, bool, []byte) (bool, error) { return false, nil }
 
-func (h *nopHooks) Debug(*Machine, kvm.DebugExit) error { return ErrStop }
+func (h *nopHooks) Debug(*Machine, cpu.DebugExit) error { return ErrStop }
 
 func (h *nopHooks) Interrupted(*Machine) error { return nil }
 

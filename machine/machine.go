@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine/kvm"
 )
@@ -27,7 +28,7 @@ type Config struct {
 	Hooks       Hooks        // where outside-world inputs come from; required
 	// CPUID is the table the guest sees; nil derives a fixed table from
 	// what this host's KVM supports (DefaultCPUID).
-	CPUID []kvm.CPUIDEntry2
+	CPUID []cpu.CPUIDEntry
 }
 
 // InputKind says which device register an outside-world input is for.
@@ -69,7 +70,7 @@ type Hooks interface {
 	// ring doorbell ports); it returns false to leave them unclaimed.
 	Port(m *Machine, port uint16, out bool, data []byte) (bool, error)
 	// Debug is called at a debug exit (single-step or hardware breakpoint).
-	Debug(m *Machine, d kvm.DebugExit) error
+	Debug(m *Machine, d cpu.DebugExit) error
 	// Interrupted is called when the vCPU was kicked out of the guest.
 	Interrupted(m *Machine) error
 	// Now is the host time since the start, for stamping device state that
@@ -148,7 +149,7 @@ type Machine struct {
 	mem   *Memory
 	hooks Hooks
 	boot  BootProtocol
-	cpuid []kvm.CPUIDEntry2
+	cpuid []cpu.CPUIDEntry
 
 	pic  *PIC
 	pit  *PIT
@@ -297,7 +298,7 @@ func (m *Machine) initRing() {
 func (m *Machine) Boot() BootProtocol { return m.boot }
 
 // CPUID is the table the guest sees.
-func (m *Machine) CPUID() []kvm.CPUIDEntry2 { return m.cpuid }
+func (m *Machine) CPUID() []cpu.CPUIDEntry { return m.cpuid }
 
 // Memory is guest RAM.
 func (m *Machine) Memory() *Memory { return m.mem }
@@ -502,8 +503,8 @@ func (m *Machine) step() error {
 		// interrupt frame would save it, and the guest's IRET would then
 		// skip a breakpoint, or leave a different stack than a run that
 		// never stopped there. RF is the VMM's business: clear it.
-		if regs, err := m.vcpu.Regs(); err == nil && regs.RFLAGS&kvm.FlagRF != 0 {
-			regs.RFLAGS &^= kvm.FlagRF
+		if regs, err := m.vcpu.Regs(); err == nil && regs.RFLAGS&cpu.FlagRF != 0 {
+			regs.RFLAGS &^= cpu.FlagRF
 			if err := m.vcpu.SetRegs(&regs); err != nil {
 				return err
 			}
@@ -573,7 +574,7 @@ func (m *Machine) CanInject() (uint8, bool) {
 // at the same instruction.
 func (m *Machine) interruptible() bool {
 	regs, err := m.vcpu.Regs()
-	if err != nil || regs.RFLAGS&kvm.FlagIF == 0 {
+	if err != nil || regs.RFLAGS&cpu.FlagIF == 0 {
 		return false
 	}
 	ev, err := m.vcpu.Events()
@@ -693,21 +694,32 @@ const (
 
 func (m *Machine) handleMSR(write bool) error {
 	e := m.vcpu.MSR()
+	ok, err := m.msrAccess(e.Index, write, &e.Data)
+	e.Error = 1 // #GP: the guest may not set the TSC
+	if ok {
+		e.Error = 0
+	}
+	return err
+}
+
+// msrAccess reads or writes an MSR the VMM keeps; ok=false raises #GP in
+// the guest.
+func (m *Machine) msrAccess(index uint32, write bool, data *uint64) (ok bool, err error) {
 	switch {
-	case e.Index == msrTSC && !write:
+	case index == msrTSC && !write:
 		v, err := m.hooks.NonDet(m, RingKindRDTSC)
 		if err != nil {
-			return err
+			return false, err
 		}
-		e.Data, e.Error = v, 0
-	case e.Index == msrTSCAux && !write:
-		e.Data, e.Error = m.tscAux, 0
-	case e.Index == msrTSCAux && write:
-		m.tscAux, e.Error = e.Data&0xffffffff, 0
+		*data = v
+	case index == msrTSCAux && !write:
+		*data = m.tscAux
+	case index == msrTSCAux && write:
+		m.tscAux = *data & 0xffffffff
 	default:
-		e.Error = 1 // #GP: the guest may not set the TSC
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 // warnOnce reports an unknown port once per port.
@@ -782,7 +794,7 @@ func (m *Machine) adjustStep(injected bool, vec uint8) {
 
 // nextOpcode decodes the prefixes of the next instruction and returns its
 // first opcode byte and whether REX.W was set.
-func (m *Machine) nextOpcode() (op byte, rexW bool, regs kvm.Regs, sregs kvm.Sregs, ok bool) {
+func (m *Machine) nextOpcode() (op byte, rexW bool, regs cpu.Regs, sregs cpu.Sregs, ok bool) {
 	var err error
 	if regs, err = m.vcpu.Regs(); err != nil {
 		return

@@ -6,8 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 func TestLayout(t *testing.T) {
@@ -54,7 +53,7 @@ func (h *protHooks) Port(m *Machine, port uint16, out bool, data []byte) (bool, 
 	}
 	return h.port(m, port, out, data)
 }
-func (h *protHooks) Debug(*Machine, kvm.DebugExit) error { return ErrStop }
+func (h *protHooks) Debug(*Machine, cpu.DebugExit) error { return ErrStop }
 func (h *protHooks) Interrupted(*Machine) error          { return nil }
 func (h *protHooks) Now() time.Duration                  { return 0 }
 
@@ -112,7 +111,7 @@ func protMachine(tb testing.TB, h Hooks, code []byte, user bool) *Machine {
 	s.CR3 = pPML4
 	if user {
 		s.CS.DPL, s.CS.Selector = 3, 0x1b
-		for _, g := range []*kvm.Segment{&s.SS, &s.DS, &s.ES} {
+		for _, g := range []*cpu.Segment{&s.SS, &s.DS, &s.ES} {
 			g.DPL, g.Selector = 3, 0x23
 		}
 	}
@@ -275,11 +274,11 @@ var flushWays = []struct {
 		if err != nil {
 			return err
 		}
-		s.CR4 ^= kvm.CR4PGE
+		s.CR4 ^= cpu.CR4PGE
 		if err := m.vcpu.SetSregs(&s); err != nil {
 			return err
 		}
-		s.CR4 ^= kvm.CR4PGE
+		s.CR4 ^= cpu.CR4PGE
 		return m.vcpu.SetSregs(&s)
 	}},
 	{"KVM_SET_SREGS reloading CR3", func(m *Machine) error {

@@ -1,7 +1,7 @@
 package machine
 
 import (
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // MSRs a snapshot saves besides those in kvm_sregs: the ones a guest may
@@ -15,12 +15,12 @@ var snapshotMSRs = []uint32{
 
 // CPUState is everything KVM holds about the vCPU that a snapshot needs.
 type CPUState struct {
-	Regs      kvm.Regs
-	Sregs     kvm.Sregs
-	FPU       kvm.FPU
-	Events    kvm.VCPUEvents
-	DebugRegs kvm.DebugRegs
-	MSRs      []kvm.MSREntry
+	Regs      cpu.Regs
+	Sregs     cpu.Sregs
+	FPU       cpu.FPU
+	Events    cpu.Events
+	DebugRegs cpu.DebugRegs
+	MSRs      []cpu.MSREntry
 }
 
 // DeviceState is the machine's own state: device models and counters.
@@ -64,9 +64,9 @@ func (m *Machine) SaveCPU() (CPUState, error) {
 	if s.DebugRegs, err = m.vcpu.DebugRegs(); err != nil {
 		return s, err
 	}
-	s.MSRs = make([]kvm.MSREntry, 0, len(snapshotMSRs))
+	s.MSRs = make([]cpu.MSREntry, 0, len(snapshotMSRs))
 	for _, idx := range snapshotMSRs {
-		e := []kvm.MSREntry{{Index: idx}}
+		e := []cpu.MSREntry{{Index: idx}}
 		if m.vcpu.GetMSRs(e) == nil {
 			s.MSRs = append(s.MSRs, e[0])
 		}

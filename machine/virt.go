@@ -1,16 +1,16 @@
 package machine
 
 import (
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 	"vmrr/tlbsync/pagewalk"
 )
 
 // CPUMode is the code size the vCPU executes in: 16, 32 or 64 bits.
-func CPUMode(s *kvm.Sregs) int {
+func CPUMode(s *cpu.Sregs) int {
 	switch {
-	case s.CR0&kvm.CR0PE == 0:
+	case s.CR0&cpu.CR0PE == 0:
 		return 16
-	case s.EFER&kvm.EFERLMA != 0 && s.CS.L != 0:
+	case s.EFER&cpu.EFERLMA != 0 && s.CS.L != 0:
 		return 64
 	case s.CS.DB != 0:
 		return 32
@@ -20,7 +20,7 @@ func CPUMode(s *kvm.Sregs) int {
 
 // Translate maps a guest linear address to a physical one through the
 // page tables that sregs point at (identity when paging is off).
-func (m *Machine) Translate(s *kvm.Sregs, va uint64) (uint64, error) {
+func (m *Machine) Translate(s *cpu.Sregs, va uint64) (uint64, error) {
 	mode := pagewalk.ModeOf(s.CR0, s.CR4, s.EFER)
 	if mode == pagewalk.ModeNone {
 		return va & 0xffffffff, nil
@@ -34,7 +34,7 @@ func (m *Machine) Translate(s *kvm.Sregs, va uint64) (uint64, error) {
 
 // ReadVirtual reads guest memory at a linear address, page by page, and
 // returns how many bytes it could read.
-func (m *Machine) ReadVirtual(s *kvm.Sregs, va uint64, b []byte) (int, error) {
+func (m *Machine) ReadVirtual(s *cpu.Sregs, va uint64, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
 		pa, err := m.Translate(s, va+uint64(n))

@@ -2,13 +2,13 @@ package nondet
 
 import (
 	"vmrr/machine"
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // Apply gives the guest the result of in, as the instruction itself would:
 // value is the TSC or random number (for RDPID, IA32_TSC_AUX), aux is
 // IA32_TSC_AUX for RDTSCP. It advances RIP past the instruction.
-func Apply(in Inst, r *kvm.Regs, value uint64, aux uint32, mode int) {
+func Apply(in Inst, r *cpu.Regs, value uint64, aux uint32, mode int) {
 	switch in.Kind {
 	case machine.RingKindRDTSC, machine.RingKindRDTSCP:
 		r.RAX = value & 0xffffffff
@@ -18,8 +18,8 @@ func Apply(in Inst, r *kvm.Regs, value uint64, aux uint32, mode int) {
 		}
 	case machine.RingKindRDRAND, machine.RingKindRDSEED:
 		setReg(r, in.Reg, in.OpSize, value)
-		r.RFLAGS &^= kvm.FlagOF | kvm.FlagSF | kvm.FlagZF | kvm.FlagAF | kvm.FlagPF
-		r.RFLAGS |= kvm.FlagCF
+		r.RFLAGS &^= cpu.FlagOF | cpu.FlagSF | cpu.FlagZF | cpu.FlagAF | cpu.FlagPF
+		r.RFLAGS |= cpu.FlagCF
 	case machine.RingKindRDPID:
 		setReg(r, in.Reg, in.OpSize, value)
 	}
@@ -31,7 +31,7 @@ func Apply(in Inst, r *kvm.Regs, value uint64, aux uint32, mode int) {
 
 // setReg writes a general register the way a register destination of the
 // given size does: 32-bit writes zero the upper half, 16-bit ones keep it.
-func setReg(r *kvm.Regs, n, size int, v uint64) {
+func setReg(r *cpu.Regs, n, size int, v uint64) {
 	regs := []*uint64{&r.RAX, &r.RCX, &r.RDX, &r.RBX, &r.RSP, &r.RBP, &r.RSI, &r.RDI,
 		&r.R8, &r.R9, &r.R10, &r.R11, &r.R12, &r.R13, &r.R14, &r.R15}
 	p := regs[n&15]

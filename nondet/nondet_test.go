@@ -3,11 +3,11 @@ package nondet
 import (
 	"bytes"
 	"testing"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 )
 
 func TestMatch(t *testing.T) {
@@ -60,7 +60,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestApply(t *testing.T) {
-	r := kvm.Regs{RAX: 0xffffffffffffffff, RDX: 7, RCX: 9, R9: 0x1111222233334444, RIP: 0x1000, RFLAGS: 2 | kvm.FlagZF | kvm.FlagOF}
+	r := cpu.Regs{RAX: 0xffffffffffffffff, RDX: 7, RCX: 9, R9: 0x1111222233334444, RIP: 0x1000, RFLAGS: 2 | cpu.FlagZF | cpu.FlagOF}
 	Apply(Inst{Kind: machine.RingKindRDTSC, Len: 2}, &r, 0x0000000a_0000000b, 0, 64)
 	if r.RAX != 0xb || r.RDX != 0xa || r.RIP != 0x1002 || r.RCX != 9 {
 		t.Errorf("rdtsc: %+v", r)
@@ -70,7 +70,7 @@ func TestApply(t *testing.T) {
 		t.Errorf("rdtscp: %+v", r)
 	}
 	Apply(Inst{Kind: machine.RingKindRDRAND, Len: 4, Reg: 9, OpSize: 16}, &r, 0xabcdef, 0, 64)
-	if r.R9 != 0x111122223333cdef || r.RFLAGS != 2|kvm.FlagCF {
+	if r.R9 != 0x111122223333cdef || r.RFLAGS != 2|cpu.FlagCF {
 		t.Errorf("rdrand r9w: r9 %#x rflags %#x", r.R9, r.RFLAGS)
 	}
 	Apply(Inst{Kind: machine.RingKindRDSEED, Len: 3, Reg: 9, OpSize: 32}, &r, 0xffffffff_12345678, 0, 64)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine"
 	"vmrr/machine/kvm"
@@ -241,7 +242,7 @@ func (l *Live) Port(m *machine.Machine, port uint16, out bool, data []byte) (boo
 }
 
 // Debug ignores debug exits: a live run sets no breakpoints.
-func (l *Live) Debug(m *machine.Machine, d kvm.DebugExit) error { return nil }
+func (l *Live) Debug(m *machine.Machine, d cpu.DebugExit) error { return nil }
 
 // Interrupted has nothing to do: BeforeRun delivers what is due.
 func (l *Live) Interrupted(m *machine.Machine) error { return nil }

@@ -7,10 +7,10 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/logfmt"
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 	"vmrr/nondet"
 	"vmrr/tlbsync"
 )
@@ -214,7 +214,7 @@ func (r *Recorder) checkpoint(m *machine.Machine) {
 
 // checkpointValues are the registers (machine.RegNames order), then the
 // console's length and CRC-32C.
-func checkpointValues(m *machine.Machine, regs *kvm.Regs) []uint64 {
+func checkpointValues(m *machine.Machine, regs *cpu.Regs) []uint64 {
 	n, crc := m.ConsoleHash()
 	return append(machine.RegList(regs), n, uint64(crc))
 }
@@ -265,7 +265,7 @@ func (r *Recorder) Port(m *machine.Machine, port uint16, out bool, data []byte) 
 }
 
 // Debug exits come from exact mode's single-stepping; BeforeRun does the work.
-func (r *Recorder) Debug(m *machine.Machine, d kvm.DebugExit) error { return nil }
+func (r *Recorder) Debug(m *machine.Machine, d cpu.DebugExit) error { return nil }
 
 // Value executes a trapped instruction on the host and puts its value in
 // the ring, logging the ring when it fills (nondet.Values).

@@ -7,10 +7,10 @@ import (
 	"os"
 	"strings"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/logfmt"
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 	"vmrr/nondet"
 	"vmrr/tlbsync"
 )
@@ -113,9 +113,9 @@ func Open(opt Options) (*Engine, error) {
 		e.trap.Patches = append(e.trap.Patches, nondet.Patch{Addr: p.Addr, Original: p.Original,
 			Inst: patchInst(p, e.image)})
 	}
-	cpuid := make([]kvm.CPUIDEntry2, len(e.hdr.CPUID))
+	cpuid := make([]cpu.CPUIDEntry, len(e.hdr.CPUID))
 	for i, c := range e.hdr.CPUID {
-		cpuid[i] = kvm.CPUIDEntry2{Function: c.Function, Index: c.Index, Flags: c.Flags, Eax: c.EAX, Ebx: c.EBX, Ecx: c.ECX, Edx: c.EDX}
+		cpuid[i] = cpu.CPUIDEntry{Function: c.Function, Index: c.Index, Flags: c.Flags, Eax: c.EAX, Ebx: c.EBX, Ecx: c.ECX, Edx: c.EDX}
 	}
 	e.m, err = machine.New(machine.Config{MemoryBytes: e.hdr.MemoryBytes, Image: e.image, Boot: machine.BootProtocol(e.hdr.Boot),
 		Console: opt.Console, Hooks: e, CPUID: cpuid})
@@ -332,7 +332,7 @@ func (e *Engine) land(m *machine.Machine, ev *logfmt.Event) (bool, error) {
 
 // regDiffHash describes a register-hash mismatch where only the hashes
 // were recorded.
-func regDiffHash(regs *kvm.Regs, got, want uint64) string {
+func regDiffHash(regs *cpu.Regs, got, want uint64) string {
 	return fmt.Sprintf("register hash %#x, recorded %#x (RIP %#x)", got, want, regs.RIP)
 }
 
@@ -465,7 +465,7 @@ func (e *Engine) aim(m *machine.Machine) error {
 // Debug handles a breakpoint hit or a single-step: a breakpoint at the
 // landing RIP that is not yet the landing's position is stepped over
 // (the host does not honour RF: disarm, step once, re-arm).
-func (e *Engine) Debug(m *machine.Machine, d kvm.DebugExit) error {
+func (e *Engine) Debug(m *machine.Machine, d cpu.DebugExit) error {
 	if e.stepping {
 		e.stepping = false
 		m.SetSingleStep(e.trap.Mode == nondet.ModeExact || e.singleStep)

@@ -3,7 +3,7 @@
 // moves through the recording in both directions.
 package replayer
 
-import "vmrr/machine/kvm"
+import "vmrr/machine/cpu"
 
 // Position is a point in a recording: Exit deterministic exits have
 // happened, and Insn instructions have run since the last of them. In exact
@@ -62,8 +62,8 @@ type Breakpoint struct {
 
 // Registers is the full register state of the vCPU.
 type Registers struct {
-	kvm.Regs
-	Sregs kvm.Sregs
+	cpu.Regs
+	Sregs cpu.Sregs
 	// FPU/SSE state: x87 stack as 80-bit values, control words, XMM0-15, MXCSR.
 	ST    [8][10]byte
 	FCW   uint16

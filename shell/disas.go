@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
-
-	"vmrr/machine/kvm"
 	"vmrr/replayer"
 )
 
@@ -18,9 +17,9 @@ import (
 func cpuMode(r *replayer.Registers) int {
 	s := &r.Sregs
 	switch {
-	case s.EFER&kvm.EFERLMA != 0 && s.CS.L != 0:
+	case s.EFER&cpu.EFERLMA != 0 && s.CS.L != 0:
 		return 64
-	case s.CR0&kvm.CR0PE == 0:
+	case s.CR0&cpu.CR0PE == 0:
 		return 16
 	case s.CS.DB != 0:
 		return 32

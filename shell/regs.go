@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 	"vmrr/replayer"
 )
 
@@ -45,7 +44,7 @@ func regNames() []string {
 	return names
 }
 
-func segment(r *replayer.Registers, name string) (*kvm.Segment, bool) {
+func segment(r *replayer.Registers, name string) (*cpu.Segment, bool) {
 	s := &r.Sregs
 	switch name {
 	case "cs":
@@ -159,7 +158,7 @@ func bitsString(v uint64, names []bitName) string {
 	return b.String()
 }
 
-func segmentString(seg *kvm.Segment) string {
+func segmentString(seg *cpu.Segment) string {
 	var attrs []string
 	if seg.Unusable != 0 {
 		attrs = append(attrs, "unusable")

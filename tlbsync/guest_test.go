@@ -8,9 +8,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 	"vmrr/nondet"
 	"vmrr/recorder"
 	"vmrr/replayer"
@@ -213,7 +213,7 @@ func (h *hooks) Port(m *machine.Machine, port uint16, out bool, data []byte) (bo
 	}
 	return h.port(m, port, out, data)
 }
-func (h *hooks) Debug(*machine.Machine, kvm.DebugExit) error { return machine.ErrStop }
+func (h *hooks) Debug(*machine.Machine, cpu.DebugExit) error { return machine.ErrStop }
 func (h *hooks) Interrupted(*machine.Machine) error          { return nil }
 func (h *hooks) Now() time.Duration                          { return 0 }
 

@@ -3,6 +3,7 @@ package kvm
 import (
 	"fmt"
 	"unsafe"
+	"vmrr/machine/cpu"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
@@ -98,19 +99,7 @@ type GuestDebug struct {
 }
 
 // FPU mirrors struct kvm_fpu (416 bytes).
-type FPU struct {
-	FPR        [8][16]byte
-	FCW        uint16
-	FSW        uint16
-	FTWX       uint8
-	_          uint8
-	LastOpcode uint16
-	LastIP     uint64
-	LastDP     uint64
-	XMM        [16][16]byte
-	MXCSR      uint32
-	_          uint32
-}
+type FPU = cpu.FPU
 
 type dirtyLog struct {
 	Slot   uint32

@@ -6,62 +6,62 @@
 // filters) are written here on golang.org/x/sys/unix.
 package kvm
 
-import gokvm "github.com/bobuhiro11/gokvm/kvm"
+import (
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+
+	"vmrr/machine/cpu"
+)
 
 // Regs mirrors struct kvm_regs (144 bytes).
-type Regs = gokvm.Regs
+type Regs = cpu.Regs
 
 // Sregs mirrors struct kvm_sregs (312 bytes).
-type Sregs = gokvm.Sregs
+type Sregs = cpu.Sregs
 
 // Segment mirrors struct kvm_segment.
-type Segment = gokvm.Segment
+type Segment = cpu.Segment
 
 // Descriptor mirrors struct kvm_dtable.
-type Descriptor = gokvm.Descriptor
+type Descriptor = cpu.Descriptor
 
 // DebugRegs mirrors struct kvm_debugregs (128 bytes).
-type DebugRegs = gokvm.DebugRegs
+type DebugRegs = cpu.DebugRegs
 
 // VCPUEvents mirrors struct kvm_vcpu_events (64 bytes).
-type VCPUEvents = gokvm.VCPUEvents
+type VCPUEvents = cpu.Events
 
 // CPUIDEntry2 mirrors struct kvm_cpuid_entry2 (40 bytes).
-type CPUIDEntry2 = gokvm.CPUIDEntry2
+type CPUIDEntry2 = cpu.CPUIDEntry
 
 // MSREntry mirrors struct kvm_msr_entry (16 bytes).
-type MSREntry = gokvm.MSREntry
+type MSREntry = cpu.MSREntry
 
 // UserspaceMemoryRegion mirrors struct kvm_userspace_memory_region (32 bytes).
 type UserspaceMemoryRegion = gokvm.UserspaceMemoryRegion
 
-// RFLAGS bits the VMM looks at.
+// RFLAGS, control register and EFER bits, named once in package cpu.
 const (
-	FlagCF = 1 << 0
-	FlagPF = 1 << 2
-	FlagAF = 1 << 4
-	FlagZF = 1 << 6
-	FlagSF = 1 << 7
-	FlagTF = 1 << 8
-	FlagIF = 1 << 9
-	FlagDF = 1 << 10
-	FlagOF = 1 << 11
-	FlagRF = 1 << 16
-	FlagVM = 1 << 17
-)
-
-// Control register and EFER bits.
-const (
-	CR0PE   = 1 << 0
-	CR0MP   = 1 << 1
-	CR0ET   = 1 << 4
-	CR0NE   = 1 << 5
-	CR0WP   = 1 << 16
-	CR0PG   = 1 << 31
-	CR4PAE  = 1 << 5
-	CR4PGE  = 1 << 7
-	EFERSCE = 1 << 0
-	EFERLME = 1 << 8
-	EFERLMA = 1 << 10
-	EFERNXE = 1 << 11
+	FlagCF  = cpu.FlagCF
+	FlagPF  = cpu.FlagPF
+	FlagAF  = cpu.FlagAF
+	FlagZF  = cpu.FlagZF
+	FlagSF  = cpu.FlagSF
+	FlagTF  = cpu.FlagTF
+	FlagIF  = cpu.FlagIF
+	FlagDF  = cpu.FlagDF
+	FlagOF  = cpu.FlagOF
+	FlagRF  = cpu.FlagRF
+	FlagVM  = cpu.FlagVM
+	CR0PE   = cpu.CR0PE
+	CR0MP   = cpu.CR0MP
+	CR0ET   = cpu.CR0ET
+	CR0NE   = cpu.CR0NE
+	CR0WP   = cpu.CR0WP
+	CR0PG   = cpu.CR0PG
+	CR4PAE  = cpu.CR4PAE
+	CR4PGE  = cpu.CR4PGE
+	EFERSCE = cpu.EFERSCE
+	EFERLME = cpu.EFERLME
+	EFERLMA = cpu.EFERLMA
+	EFERNXE = cpu.EFERNXE
 )

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,13 +46,7 @@ type MMIOExit struct {
 }
 
 // DebugExit mirrors kvm_run.debug.arch (x86).
-type DebugExit struct {
-	Exception uint32
-	_         uint32
-	PC        uint64
-	DR6       uint64
-	DR7       uint64
-}
+type DebugExit = cpu.DebugExit
 
 // InternalError mirrors kvm_run.internal.
 type InternalError struct {

@@ -3,9 +3,9 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 )
 
 // Mode is a CPU mode (and privilege level) a probe guest runs its code in.
@@ -206,8 +206,8 @@ func setupTables(m *machine.Machine, mode Mode) error {
 		for i, d := range gdt {
 			mem.PutUint64(gdtAddr+uint64(i)*8, d)
 		}
-		s.GDT = kvm.Descriptor{Base: gdtAddr, Limit: uint16(len(gdt)*8 - 1)}
-		s.IDT = kvm.Descriptor{Base: idtAddr, Limit: 256*8 - 1}
+		s.GDT = cpu.Descriptor{Base: gdtAddr, Limit: uint16(len(gdt)*8 - 1)}
+		s.IDT = cpu.Descriptor{Base: idtAddr, Limit: 256*8 - 1}
 		return m.VCPU().SetSregs(&s)
 	}
 	tss := uint64(tssAddr)
@@ -224,9 +224,9 @@ func setupTables(m *machine.Machine, mode Mode) error {
 	for i := uint64(0); i < 512; i++ {
 		mem.PutUint64(pdAddr+i*8, i<<21|0x87)
 	}
-	s.GDT = kvm.Descriptor{Base: gdtAddr, Limit: uint16(len(gdt)*8 - 1)}
-	s.IDT = kvm.Descriptor{Base: idtAddr, Limit: 256*16 - 1}
-	s.TR = kvm.Segment{Base: tssAddr, Limit: 0x67, Selector: selTSS, Typ: 11, Present: 1}
+	s.GDT = cpu.Descriptor{Base: gdtAddr, Limit: uint16(len(gdt)*8 - 1)}
+	s.IDT = cpu.Descriptor{Base: idtAddr, Limit: 256*16 - 1}
+	s.TR = cpu.Segment{Base: tssAddr, Limit: 0x67, Selector: selTSS, Typ: 11, Present: 1}
 	s.CR3 = pml4Addr
 	return m.VCPU().SetSregs(&s)
 }

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 )
 
 // Outcome is what happened when a guest ran one instruction.
@@ -71,7 +71,7 @@ type insnSpec struct {
 	// setup runs before the marks (loads operands).
 	setup func(a *asm)
 	// check, if set, describes the registers after the instruction.
-	check func(r kvm.Regs) string
+	check func(r cpu.Regs) string
 }
 
 func fixed(b ...byte) func(Mode) []byte { return func(Mode) []byte { return b } }
@@ -125,7 +125,7 @@ var insnSpecs = []insnSpec{
 	{name: "RDPID", nondet: true, code: fixed(0xf3, 0x0f, 0xc7, 0xf8)},
 	{name: "CPUID", code: fixed(0x0f, 0xa2),
 		setup: func(a *asm) { a.movR32(regEAX, cpuidHypervisorLeaf) },
-		check: func(r kvm.Regs) string {
+		check: func(r cpu.Regs) string {
 			if uint32(r.RBX) == cpuidVMRR {
 				return "sees vmrr's CPUID table"
 			}
@@ -144,7 +144,7 @@ const (
 type mark struct {
 	pos      machine.Position
 	emulated uint64
-	regs     kvm.Regs
+	regs     cpu.Regs
 }
 
 // insnHooks watches an instruction probe: marks, the vector of the first
@@ -167,7 +167,7 @@ func (h *insnHooks) Input(m *machine.Machine, in machine.Input, live func() uint
 	return 0, nil
 }
 func (h *insnHooks) NonDet(m *machine.Machine, kind int) (uint64, error) { return 0x5eed, nil }
-func (h *insnHooks) Debug(m *machine.Machine, d kvm.DebugExit) error     { return nil }
+func (h *insnHooks) Debug(m *machine.Machine, d cpu.DebugExit) error     { return nil }
 func (h *insnHooks) Now() time.Duration                                  { return 0 }
 
 func (h *insnHooks) Interrupted(m *machine.Machine) error {

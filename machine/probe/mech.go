@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/sys/unix"
 
@@ -260,7 +261,7 @@ func (p *prober) breakpointAt(mode Mode) (Level, string) {
 			lastRCX = regs.RCX
 		}
 		if useRF {
-			regs.RFLAGS |= kvm.FlagRF
+			regs.RFLAGS |= cpu.FlagRF
 			if err := g.v.SetRegs(&regs); err != nil {
 				return broken(err), ""
 			}
@@ -663,7 +664,7 @@ func (p *prober) rdtscAt(mode Mode) (Level, bool) {
 	if err := g.v.SetSregs(&s); err != nil {
 		return broken(err), false
 	}
-	setErr := g.v.SetMSRs([]kvm.MSREntry{{Index: msrTSC, Data: tscMark}})
+	setErr := g.v.SetMSRs([]cpu.MSREntry{{Index: msrTSC, Data: tscMark}})
 	r, err := g.next()
 	if err != nil {
 		return broken(err), false
@@ -886,7 +887,7 @@ func (p *prober) inject() Mechanism {
 func (p *prober) injectAt(mode Mode, sti bool) (Level, bool) {
 	// CPL3 code gets IF from IRETQ: on some hosts STI at CPL3 is #GP
 	// although IOPL is 3.
-	a := newAsmFlags(mode, userRFLAGS|kvm.FlagIF)
+	a := newAsmFlags(mode, userRFLAGS|cpu.FlagIF)
 	if mode != ModeUser64 {
 		if sti {
 			a.raw(0xfb)

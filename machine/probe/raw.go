@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"vmrr/machine/cpu"
 
 	"vmrr/machine"
 	"vmrr/machine/kvm"
@@ -36,7 +37,7 @@ func (idleHooks) NonDet(*machine.Machine, int) (uint64, error) { return 0, nil }
 func (idleHooks) Port(*machine.Machine, uint16, bool, []byte) (bool, error) {
 	return false, nil
 }
-func (idleHooks) Debug(*machine.Machine, kvm.DebugExit) error { return nil }
+func (idleHooks) Debug(*machine.Machine, cpu.DebugExit) error { return nil }
 func (idleHooks) Interrupted(*machine.Machine) error          { return nil }
 func (idleHooks) Now() time.Duration                          { return 0 }
 

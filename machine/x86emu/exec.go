@@ -3,13 +3,13 @@ package x86emu
 import (
 	"fmt"
 	"math/bits"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
-	"vmrr/machine/kvm"
 )
 
 // arithFlags are the six status flags.
-const arithFlags = kvm.FlagCF | kvm.FlagPF | kvm.FlagAF | kvm.FlagZF | kvm.FlagSF | kvm.FlagOF
+const arithFlags = cpu.FlagCF | cpu.FlagPF | cpu.FlagAF | cpu.FlagZF | cpu.FlagSF | cpu.FlagOF
 
 // cr4TSD restricts RDTSC and RDTSCP to CPL0.
 const cr4TSD = 1 << 2
@@ -45,7 +45,7 @@ func (e *emu) exec(in *inst) error {
 		if e.mode == modeLong64 {
 			return &exception{vector: vecUD}
 		}
-		if e.c.Regs.RFLAGS&kvm.FlagOF != 0 {
+		if e.c.Regs.RFLAGS&cpu.FlagOF != 0 {
 			return e.deliver(event{vector: vecOF, soft: true}, in.next)
 		}
 	case x86asm.ICEBP:
@@ -62,6 +62,12 @@ func (e *emu) exec(in *inst) error {
 			return err
 		}
 	default:
+		if ok, err := e.execGeneral(in); ok {
+			return err
+		}
+		if ok, err := e.execSystem(in); ok {
+			return err
+		}
 		return e.unsupported(in, "")
 	}
 	e.finish(in)
@@ -71,7 +77,7 @@ func (e *emu) exec(in *inst) error {
 // finish completes an instruction that falls through to the next one.
 func (e *emu) finish(in *inst) {
 	e.c.Regs.RIP = in.next
-	e.c.Regs.RFLAGS &^= kvm.FlagRF
+	e.c.Regs.RFLAGS &^= cpu.FlagRF
 }
 
 // bitCount is POPCNT, LZCNT and TZCNT r, r/m.
@@ -106,21 +112,21 @@ func (e *emu) bitCount(in *inst) error {
 	case x86asm.POPCNT:
 		res = uint64(bits.OnesCount64(src))
 		if src == 0 {
-			fl = kvm.FlagZF
+			fl = cpu.FlagZF
 		}
 	case x86asm.LZCNT:
 		res = uint64(bits.LeadingZeros64(src) - (64 - width))
 		if src == 0 {
-			res, fl = uint64(width), kvm.FlagCF
+			res, fl = uint64(width), cpu.FlagCF
 		}
 	default:
 		res = uint64(bits.TrailingZeros64(src))
 		if src == 0 {
-			res, fl = uint64(width), kvm.FlagCF
+			res, fl = uint64(width), cpu.FlagCF
 		}
 	}
 	if x.Op != x86asm.POPCNT && res == 0 {
-		fl |= kvm.FlagZF
+		fl |= cpu.FlagZF
 	}
 	e.setGPR(di, width, res)
 	e.c.Regs.RFLAGS = e.c.Regs.RFLAGS&^arithFlags | fl
@@ -173,7 +179,7 @@ func (e *emu) execGroup9(in *inst) error {
 			return err
 		}
 		// The value is valid: CF=1, the other status flags cleared.
-		e.c.Regs.RFLAGS = e.c.Regs.RFLAGS&^arithFlags | kvm.FlagCF
+		e.c.Regs.RFLAGS = e.c.Regs.RFLAGS&^arithFlags | cpu.FlagCF
 	}
 	e.setGPR(in.g9reg, in.g9bit, v)
 	e.finish(in)

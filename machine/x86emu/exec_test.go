@@ -2,14 +2,13 @@ package x86emu
 
 import (
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // allStatus has every status flag set, to see which ones an instruction clears.
-const allStatus = flagFixed | arithFlags | kvm.FlagIF
+const allStatus = flagFixed | arithFlags | cpu.FlagIF
 
-func regs(set func(r *kvm.Regs)) func(*fakeEnv, *CPU) {
+func regs(set func(r *cpu.Regs)) func(*fakeEnv, *CPU) {
 	return func(_ *fakeEnv, c *CPU) {
 		c.Regs.RFLAGS = allStatus
 		set(&c.Regs)
@@ -17,7 +16,7 @@ func regs(set func(r *kvm.Regs)) func(*fakeEnv, *CPU) {
 }
 
 // wantRegs checks RIP advanced by n, the flags and one register.
-func wantRegs(n uint64, flags uint64, reg func(r *kvm.Regs) uint64, val uint64) func(*testing.T, *fakeEnv, *CPU, *CPU) {
+func wantRegs(n uint64, flags uint64, reg func(r *cpu.Regs) uint64, val uint64) func(*testing.T, *fakeEnv, *CPU, *CPU) {
 	return func(t *testing.T, _ *fakeEnv, before, after *CPU) {
 		t.Helper()
 		eq(t, "RIP", after.Regs.RIP, before.Regs.RIP+n)
@@ -28,39 +27,39 @@ func wantRegs(n uint64, flags uint64, reg func(r *kvm.Regs) uint64, val uint64) 
 	}
 }
 
-func rax(r *kvm.Regs) uint64 { return r.RAX }
-func rbx(r *kvm.Regs) uint64 { return r.RBX }
-func rcx(r *kvm.Regs) uint64 { return r.RCX }
-func rdx(r *kvm.Regs) uint64 { return r.RDX }
-func rdi(r *kvm.Regs) uint64 { return r.RDI }
-func r9(r *kvm.Regs) uint64  { return r.R9 }
+func rax(r *cpu.Regs) uint64 { return r.RAX }
+func rbx(r *cpu.Regs) uint64 { return r.RBX }
+func rcx(r *cpu.Regs) uint64 { return r.RCX }
+func rdx(r *cpu.Regs) uint64 { return r.RDX }
+func rdi(r *cpu.Regs) uint64 { return r.RDI }
+func r9(r *cpu.Regs) uint64  { return r.R9 }
 
 // Flags after POPCNT/LZCNT/TZCNT: the status flags cleared, ZF and CF as given.
 const (
-	cleared = flagFixed | kvm.FlagIF
-	zf      = cleared | kvm.FlagZF
-	cf      = cleared | kvm.FlagCF
+	cleared = flagFixed | cpu.FlagIF
+	zf      = cleared | cpu.FlagZF
+	cf      = cleared | cpu.FlagCF
 )
 
 func TestBitCount(t *testing.T) {
 	runCases(t, []stepCase{
 		{name: "popcnt r32", mode: "prot32", code: []byte{0xf3, 0x0f, 0xb8, 0xc1}, inst: "POPCNT EAX, ECX",
-			setup: regs(func(r *kvm.Regs) { r.RCX = 0xf0f0 }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = 0xf0f0 }),
 			check: wantRegs(4, cleared, rax, 8)},
 		{name: "popcnt zero sets ZF", mode: "prot32", code: []byte{0xf3, 0x0f, 0xb8, 0xc1},
-			setup: regs(func(r *kvm.Regs) { r.RAX = 5 }),
+			setup: regs(func(r *cpu.Regs) { r.RAX = 5 }),
 			check: wantRegs(4, zf, rax, 0)},
 		{name: "popcnt r64", mode: "long64", code: []byte{0xf3, 0x48, 0x0f, 0xb8, 0xc1}, inst: "POPCNT RAX, RCX",
-			setup: regs(func(r *kvm.Regs) { r.RCX = ^uint64(0) }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = ^uint64(0) }),
 			check: wantRegs(5, cleared, rax, 64)},
 		{name: "popcnt r32 zero-extends", mode: "long64", code: []byte{0xf3, 0x0f, 0xb8, 0xc1},
-			setup: regs(func(r *kvm.Regs) { r.RAX, r.RCX = 0xdead0000_00000000, 0xffff0000_00000007 }),
+			setup: regs(func(r *cpu.Regs) { r.RAX, r.RCX = 0xdead0000_00000000, 0xffff0000_00000007 }),
 			check: wantRegs(4, cleared, rax, 3)},
 		{name: "popcnt r64 REX.R REX.B", mode: "long64", code: []byte{0xf3, 0x4d, 0x0f, 0xb8, 0xc9}, inst: "POPCNT R9, R9",
-			setup: regs(func(r *kvm.Regs) { r.R9 = 0x1_0000_0001 }),
+			setup: regs(func(r *cpu.Regs) { r.R9 = 0x1_0000_0001 }),
 			check: wantRegs(5, cleared, r9, 2)},
 		{name: "popcnt r16 keeps upper bits", mode: "prot32", code: []byte{0x66, 0xf3, 0x0f, 0xb8, 0xc1}, inst: "POPCNT AX, CX",
-			setup: regs(func(r *kvm.Regs) { r.RAX, r.RCX = 0x12345678, 0xffff0003 }),
+			setup: regs(func(r *cpu.Regs) { r.RAX, r.RCX = 0x12345678, 0xffff0003 }),
 			check: wantRegs(5, cleared, rax, 0x12340002)},
 		{name: "popcnt m16 [bp+2] uses SS", mode: "real", code: []byte{0xf3, 0x0f, 0xb8, 0x46, 0x02},
 			setup: func(f *fakeEnv, c *CPU) {
@@ -68,7 +67,7 @@ func TestBitCount(t *testing.T) {
 				c.Sregs.SS.Base, c.Sregs.SS.Selector = 0x2000, 0x200
 				f.put16(0x2102, 0x0707)
 			},
-			check: wantRegs(5, cleared|kvm.FlagIF, rax, 6)},
+			check: wantRegs(5, cleared|cpu.FlagIF, rax, 6)},
 		{name: "popcnt m32 rip-relative", mode: "long64", code: []byte{0xf3, 0x0f, 0xb8, 0x05, 0x10, 0, 0, 0},
 			setup: func(f *fakeEnv, _ *CPU) { f.put32(codeBase+8+0x10, 0x80000001) },
 			check: wantRegs(8, cleared, rax, 2)},
@@ -96,9 +95,9 @@ func TestBitCount(t *testing.T) {
 			check: func(t *testing.T, f *fakeEnv, before, after *CPU) {
 				atHandler(t, after, vecGP)
 				eq(t, "ESP", after.Regs.RSP, kernStack-16)
-				wantStack(t, f, after.Regs.RSP, 4, 0, codeBase, selCode32, before.Regs.RFLAGS|kvm.FlagRF)
+				wantStack(t, f, after.Regs.RSP, 4, 0, codeBase, selCode32, before.Regs.RFLAGS|cpu.FlagRF)
 				eq(t, "RAX", after.Regs.RAX, before.Regs.RAX)
-				eq(t, "IF", after.Regs.RFLAGS&kvm.FlagIF, 0)
+				eq(t, "IF", after.Regs.RFLAGS&cpu.FlagIF, 0)
 			}},
 		{name: "popcnt from unusable DS raises #GP(0)", mode: "prot32", code: []byte{0xf3, 0x0f, 0xb8, 0x03},
 			setup: func(_ *fakeEnv, c *CPU) { c.Sregs.DS = nullSegment(0) },
@@ -113,7 +112,7 @@ func TestBitCount(t *testing.T) {
 			check: func(t *testing.T, f *fakeEnv, before, after *CPU) {
 				atHandler(t, after, vecPF)
 				eq(t, "CR2", after.Sregs.CR2, 0x5000)
-				wantStack(t, f, after.Regs.RSP, 8, 0, codeBase, selCode64, before.Regs.RFLAGS|kvm.FlagRF, kernStack, 0)
+				wantStack(t, f, after.Regs.RSP, 8, 0, codeBase, selCode64, before.Regs.RFLAGS|cpu.FlagRF, kernStack, 0)
 			}},
 		{name: "popcnt from a supervisor page at CPL3 raises #PF", mode: "long64u",
 			code: []byte{0xf3, 0x0f, 0xb8, 0x04, 0x25, 0x00, 0x50, 0, 0},
@@ -126,22 +125,22 @@ func TestBitCount(t *testing.T) {
 			setup: func(_ *fakeEnv, c *CPU) { c.Regs.RBX = 0x0000_8000_0000_0000 },
 			fault: gp(0)},
 		{name: "lzcnt", mode: "prot32", code: []byte{0xf3, 0x0f, 0xbd, 0xc1}, inst: "LZCNT EAX, ECX",
-			setup: regs(func(r *kvm.Regs) { r.RCX = 0x00010000 }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = 0x00010000 }),
 			check: wantRegs(4, cleared, rax, 15)},
 		{name: "lzcnt zero", mode: "prot32", code: []byte{0xf3, 0x0f, 0xbd, 0xc1},
-			setup: regs(func(r *kvm.Regs) {}),
+			setup: regs(func(r *cpu.Regs) {}),
 			check: wantRegs(4, cf, rax, 32)},
 		{name: "lzcnt top bit", mode: "long64", code: []byte{0x66, 0xf3, 0x0f, 0xbd, 0xc1},
-			setup: regs(func(r *kvm.Regs) { r.RCX = 0x8000 }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = 0x8000 }),
 			check: wantRegs(5, zf, rax, 0)},
 		{name: "tzcnt", mode: "long64", code: []byte{0xf3, 0x48, 0x0f, 0xbc, 0xc1},
-			setup: regs(func(r *kvm.Regs) { r.RCX = 1 << 40 }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = 1 << 40 }),
 			check: wantRegs(5, cleared, rax, 40)},
 		{name: "tzcnt zero", mode: "prot32", code: []byte{0xf3, 0x0f, 0xbc, 0xc1},
-			setup: regs(func(r *kvm.Regs) {}),
+			setup: regs(func(r *cpu.Regs) {}),
 			check: wantRegs(4, cf, rax, 32)},
 		{name: "tzcnt bit 0", mode: "real", code: []byte{0xf3, 0x0f, 0xbc, 0xc1},
-			setup: regs(func(r *kvm.Regs) { r.RCX = 1 }),
+			setup: regs(func(r *cpu.Regs) { r.RCX = 1 }),
 			check: wantRegs(4, zf, rax, 0)},
 	})
 }
@@ -156,7 +155,7 @@ func values(v ...uint64) func(*fakeEnv, *CPU) {
 }
 
 // asked checks which values Step asked for, and the result.
-func asked(n uint64, flags uint64, reg func(r *kvm.Regs) uint64, val uint64, kinds ...NonDetKind) func(*testing.T, *fakeEnv, *CPU, *CPU) {
+func asked(n uint64, flags uint64, reg func(r *cpu.Regs) uint64, val uint64, kinds ...NonDetKind) func(*testing.T, *fakeEnv, *CPU, *CPU) {
 	return func(t *testing.T, f *fakeEnv, before, after *CPU) {
 		t.Helper()
 		wantRegs(n, flags, reg, val)(t, f, before, after)
@@ -169,7 +168,7 @@ func asked(n uint64, flags uint64, reg func(r *kvm.Regs) uint64, val uint64, kin
 	}
 }
 
-const rdrandOK = cleared | kvm.FlagCF
+const rdrandOK = cleared | cpu.FlagCF
 
 func TestNonDeterministic(t *testing.T) {
 	const v = 0x1122334455667788

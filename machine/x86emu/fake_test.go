@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // fakeEnv is guest RAM in a byte slice, a 4-level page walker over it, and
@@ -15,6 +14,19 @@ type fakeEnv struct {
 	values []uint64     // NonDet hands these out in order
 	asked  []NonDetKind // kinds NonDet was asked for
 	writes int          // WritePhys calls
+
+	ports   map[uint16]uint32 // what In returns per port (0 if absent)
+	outs    []portWrite       // Out calls, in order
+	cpuid   map[[2]uint32][4]uint32
+	msrs    map[uint32]uint64 // MSRs ReadMSR and WriteMSR know; others #GP
+	flushes []TLBFlush        // FlushTLB calls, in order
+}
+
+// portWrite is one Out call.
+type portWrite struct {
+	port uint16
+	size int
+	v    uint32
 }
 
 var errNoValue = errors.New("fake: no value left")
@@ -57,6 +69,35 @@ func (f *fakeEnv) NonDet(kind NonDetKind) (uint64, error) {
 	return v, nil
 }
 
+func (f *fakeEnv) In(port uint16, size int) (uint32, error) {
+	return f.ports[port] & uint32(uint64(1)<<(8*size)-1), nil
+}
+
+func (f *fakeEnv) Out(port uint16, size int, v uint32) error {
+	f.outs = append(f.outs, portWrite{port, size, v})
+	return nil
+}
+
+func (f *fakeEnv) CPUID(leaf, subleaf uint32) (a, b, c, d uint32) {
+	r := f.cpuid[[2]uint32{leaf, subleaf}]
+	return r[0], r[1], r[2], r[3]
+}
+
+func (f *fakeEnv) ReadMSR(index uint32) (uint64, bool, error) {
+	v, ok := f.msrs[index]
+	return v, ok, nil
+}
+
+func (f *fakeEnv) WriteMSR(index uint32, v uint64) (bool, error) {
+	if _, ok := f.msrs[index]; !ok {
+		return false, nil
+	}
+	f.msrs[index] = v
+	return true, nil
+}
+
+func (f *fakeEnv) FlushTLB(kind TLBFlush, linear uint64) { f.flushes = append(f.flushes, kind) }
+
 // PTE bits.
 const (
 	ptP  = 1 << 0
@@ -68,7 +109,7 @@ const (
 
 // Translate walks 4-level page tables (4 KiB, 2 MiB and 1 GiB pages) the
 // way the MMU does, with the SDM's #PF error code bits.
-func (f *fakeEnv) Translate(cpu *CPU, lin uint64, write, user, fetch bool) (uint64, uint32, bool) {
+func (f *fakeEnv) Translate(c *CPU, lin uint64, write, user, fetch bool) (uint64, uint32, bool) {
 	var code uint32
 	if write {
 		code |= 2
@@ -76,10 +117,10 @@ func (f *fakeEnv) Translate(cpu *CPU, lin uint64, write, user, fetch bool) (uint
 	if user {
 		code |= 4
 	}
-	if fetch && cpu.Sregs.EFER&kvm.EFERNXE != 0 {
+	if fetch && c.Sregs.EFER&cpu.EFERNXE != 0 {
 		code |= 16
 	}
-	table := cpu.Sregs.CR3 &^ 0xfff
+	table := c.Sregs.CR3 &^ 0xfff
 	rw, us, nx := true, true, false
 	for level := 4; level >= 1; level-- {
 		shift := uint(12 + 9*(level-1))
@@ -96,11 +137,11 @@ func (f *fakeEnv) Translate(cpu *CPU, lin uint64, write, user, fetch bool) (uint
 		nx = nx || pte&ptNX != 0
 		if level == 1 || (level <= 3 && pte&ptPS != 0) {
 			code |= 1
-			wp := cpu.Sregs.CR0&kvm.CR0WP != 0
+			wp := c.Sregs.CR0&cpu.CR0WP != 0
 			switch {
 			case user && !us,
 				write && !rw && (user || wp),
-				fetch && nx && cpu.Sregs.EFER&kvm.EFERNXE != 0:
+				fetch && nx && c.Sregs.EFER&cpu.EFERNXE != 0:
 				return 0, code, false
 			}
 			mask := uint64(1)<<shift - 1
@@ -220,7 +261,7 @@ func newMachine() *fakeEnv {
 func (f *fakeEnv) unmap(gpa uint64) { f.put64(0x4000+(gpa>>12)*8, 0) }
 
 // seg loads a selector from the test GDT the way a test expects to see it.
-func (f *fakeEnv) seg(sel uint16) kvm.Segment {
+func (f *fakeEnv) seg(sel uint16) cpu.Segment {
 	if sel&^3 == 0 {
 		return nullSegment(sel)
 	}
@@ -256,20 +297,20 @@ func (f *fakeEnv) gate64(vec int, typ uint8, sel uint16, off uint64, dpl, ist in
 // realCPU is real mode with CS:IP = 0x4000:0 (codeBase) and SS:SP = 0:0x7000.
 func realCPU() *CPU {
 	c := &CPU{}
-	seg := func(sel uint16, typ uint8) kvm.Segment {
-		return kvm.Segment{Base: uint64(sel) << 4, Limit: 0xffff, Selector: sel, Typ: typ, Present: 1, S: 1}
+	seg := func(sel uint16, typ uint8) cpu.Segment {
+		return cpu.Segment{Base: uint64(sel) << 4, Limit: 0xffff, Selector: sel, Typ: typ, Present: 1, S: 1}
 	}
 	c.Sregs.CS = seg(codeBase>>4, 0xb)
-	for _, s := range []*kvm.Segment{&c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS} {
+	for _, s := range []*cpu.Segment{&c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS} {
 		*s = seg(0, 3)
 	}
-	c.Sregs.TR = kvm.Segment{Limit: 0xffff, Typ: 0xb, Present: 1}
-	c.Sregs.LDT = kvm.Segment{Limit: 0xffff, Typ: 2, Present: 1}
-	c.Sregs.IDT = kvm.Descriptor{Base: 0, Limit: 0x3ff}
-	c.Sregs.GDT = kvm.Descriptor{Base: 0, Limit: 0xffff}
-	c.Sregs.CR0 = kvm.CR0ET
+	c.Sregs.TR = cpu.Segment{Limit: 0xffff, Typ: 0xb, Present: 1}
+	c.Sregs.LDT = cpu.Segment{Limit: 0xffff, Typ: 2, Present: 1}
+	c.Sregs.IDT = cpu.Descriptor{Base: 0, Limit: 0x3ff}
+	c.Sregs.GDT = cpu.Descriptor{Base: 0, Limit: 0xffff}
+	c.Sregs.CR0 = cpu.CR0ET
 	c.Regs.RSP = 0x7000
-	c.Regs.RFLAGS = flagFixed | kvm.FlagIF
+	c.Regs.RFLAGS = flagFixed | cpu.FlagIF
 	return c
 }
 
@@ -282,17 +323,17 @@ func protCPU(f *fakeEnv, cpl int) *CPU {
 		code, data, sp = selCode32U, selData32U, userStack
 	}
 	c.Sregs.CS = f.seg(code)
-	for _, s := range []*kvm.Segment{&c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS} {
+	for _, s := range []*cpu.Segment{&c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS} {
 		*s = f.seg(data)
 	}
 	c.Sregs.TR = f.seg(selTSS32)
-	c.Sregs.LDT = kvm.Segment{Unusable: 1}
-	c.Sregs.GDT = kvm.Descriptor{Base: gdtBase, Limit: gdtLimit}
-	c.Sregs.IDT = kvm.Descriptor{Base: idtBase, Limit: 256*8 - 1}
-	c.Sregs.CR0 = kvm.CR0PE | kvm.CR0ET
+	c.Sregs.LDT = cpu.Segment{Unusable: 1}
+	c.Sregs.GDT = cpu.Descriptor{Base: gdtBase, Limit: gdtLimit}
+	c.Sregs.IDT = cpu.Descriptor{Base: idtBase, Limit: 256*8 - 1}
+	c.Sregs.CR0 = cpu.CR0PE | cpu.CR0ET
 	c.Regs.RIP = codeBase
 	c.Regs.RSP = sp
-	c.Regs.RFLAGS = flagFixed | kvm.FlagIF
+	c.Regs.RFLAGS = flagFixed | cpu.FlagIF
 	return c
 }
 
@@ -306,10 +347,10 @@ func longCPU(f *fakeEnv, cpl int) *CPU {
 		c.Sregs.SS = f.seg(selData32U)
 	}
 	c.Sregs.TR = f.seg(selTSS64)
-	c.Sregs.IDT = kvm.Descriptor{Base: idtBase, Limit: 256*16 - 1}
-	c.Sregs.CR0 |= kvm.CR0PG | kvm.CR0WP
+	c.Sregs.IDT = cpu.Descriptor{Base: idtBase, Limit: 256*16 - 1}
+	c.Sregs.CR0 |= cpu.CR0PG | cpu.CR0WP
 	c.Sregs.CR3 = pml4Base
-	c.Sregs.CR4 = kvm.CR4PAE
-	c.Sregs.EFER = kvm.EFERLME | kvm.EFERLMA | kvm.EFERNXE
+	c.Sregs.CR4 = cpu.CR4PAE
+	c.Sregs.EFER = cpu.EFERLME | cpu.EFERLMA | cpu.EFERNXE
 	return c
 }

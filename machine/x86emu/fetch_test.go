@@ -3,8 +3,7 @@ package x86emu
 import (
 	"errors"
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 func at(rip uint64) func(*fakeEnv, *CPU) {
@@ -103,7 +102,7 @@ func TestUnsupportedError(t *testing.T) {
 func TestMode(t *testing.T) {
 	f := newMachine()
 	vm86 := protCPU(f, 0)
-	vm86.Regs.RFLAGS |= kvm.FlagVM
+	vm86.Regs.RFLAGS |= cpu.FlagVM
 	compat16 := longCPU(f, 0)
 	compat16.Sregs.CS = f.seg(selCode16)
 	for _, tc := range []struct {

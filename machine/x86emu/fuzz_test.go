@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // fuzzReader hands out the fuzzer's bytes, then zeros.
@@ -49,7 +48,7 @@ func fuzzState(t testing.TB, data []byte) (*fakeEnv, *CPU) {
 	for i := range 15 {
 		f.ram[at+uint64(i)] = r.byte()
 	}
-	segs := []*kvm.Segment{&c.Sregs.CS, &c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS, &c.Sregs.TR, &c.Sregs.LDT}
+	segs := []*cpu.Segment{&c.Sregs.CS, &c.Sregs.DS, &c.Sregs.ES, &c.Sregs.FS, &c.Sregs.GS, &c.Sregs.SS, &c.Sregs.TR, &c.Sregs.LDT}
 	for n := int(r.byte()) % 16; n > 0; n-- {
 		switch r.byte() % 16 {
 		case 0:

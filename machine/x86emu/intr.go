@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // Exception vectors.
@@ -166,7 +165,7 @@ func (e *emu) deliverReal(ev event, ret uint64) error {
 	off, sel := binary.LittleEndian.Uint16(b[:]), binary.LittleEndian.Uint16(b[2:])
 	fl := c.Regs.RFLAGS
 	if ev.fault {
-		fl |= kvm.FlagRF
+		fl |= cpu.FlagRF
 	}
 	for _, w := range [...]uint64{fl, uint64(c.Sregs.CS.Selector), ret} {
 		if err := e.push(w, 2); err != nil {
@@ -175,7 +174,7 @@ func (e *emu) deliverReal(ev event, ret uint64) error {
 	}
 	c.Sregs.CS = realSegment(c.Sregs.CS, sel)
 	c.Regs.RIP = uint64(off)
-	c.Regs.RFLAGS &^= kvm.FlagIF | kvm.FlagTF | flagAC | kvm.FlagRF
+	c.Regs.RFLAGS &^= cpu.FlagIF | cpu.FlagTF | flagAC | cpu.FlagRF
 	return nil
 }
 
@@ -353,7 +352,7 @@ func (e *emu) deliverProt(ev event, ret uint64) error {
 	}
 	fl := c.Regs.RFLAGS
 	if ev.fault {
-		fl |= kvm.FlagRF
+		fl |= cpu.FlagRF
 	}
 	for _, w := range [...]uint64{fl, uint64(oldCS), ret} {
 		if err := e.push(w, size); err != nil {
@@ -371,9 +370,9 @@ func (e *emu) deliverProt(ev event, ret uint64) error {
 	sel := g.sel&^3 | uint16(newCPL)
 	c.Sregs.CS = d.segment(sel)
 	c.Regs.RIP = g.off
-	c.Regs.RFLAGS &^= kvm.FlagTF | flagNT | kvm.FlagRF | kvm.FlagVM
+	c.Regs.RFLAGS &^= cpu.FlagTF | flagNT | cpu.FlagRF | cpu.FlagVM
 	if g.typ&1 == 0 {
-		c.Regs.RFLAGS &^= kvm.FlagIF
+		c.Regs.RFLAGS &^= cpu.FlagIF
 	}
 	e.setMode()
 	return nil
@@ -432,7 +431,7 @@ func (e *emu) deliverLong(ev event, ret uint64) error {
 	c.Regs.RSP = rsp &^ 0xf
 	fl := c.Regs.RFLAGS
 	if ev.fault {
-		fl |= kvm.FlagRF
+		fl |= cpu.FlagRF
 	}
 	for _, w := range [...]uint64{uint64(oldSS), oldSP, fl, uint64(oldCS), ret} {
 		if err := e.push(w, 8); err != nil {
@@ -445,9 +444,9 @@ func (e *emu) deliverLong(ev event, ret uint64) error {
 		}
 	}
 	c.Regs.RIP = g.off
-	c.Regs.RFLAGS &^= kvm.FlagTF | flagNT | kvm.FlagRF | kvm.FlagVM
+	c.Regs.RFLAGS &^= cpu.FlagTF | flagNT | cpu.FlagRF | cpu.FlagVM
 	if g.typ&1 == 0 {
-		c.Regs.RFLAGS &^= kvm.FlagIF
+		c.Regs.RFLAGS &^= cpu.FlagIF
 	}
 	return nil
 }

@@ -2,13 +2,12 @@ package x86emu
 
 import (
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 const (
-	fl0   = flagFixed | kvm.FlagIF | kvm.FlagCF // RFLAGS before the interrupt
-	flOut = flagFixed | kvm.FlagCF              // and in an interrupt-gate handler
+	fl0   = flagFixed | cpu.FlagIF | cpu.FlagCF // RFLAGS before the interrupt
+	flOut = flagFixed | cpu.FlagCF              // and in an interrupt-gate handler
 )
 
 func withFlags(fl uint64) func(*fakeEnv, *CPU) {
@@ -63,11 +62,11 @@ func TestInterruptReal(t *testing.T) {
 				eq(t, "CS.base", a.Sregs.CS.Base, 0x12340)
 			}},
 		{name: "int3", mode: "real", code: []byte{0xcc}, inst: "INT3",
-			setup: both(withFlags(fl0|kvm.FlagTF), ivt(3, 0x100, 0x10)),
-			check: frame(0x100, 0x10, flOut, 0x6ffa, 2, 1, cs, fl0|kvm.FlagTF)},
+			setup: both(withFlags(fl0|cpu.FlagTF), ivt(3, 0x100, 0x10)),
+			check: frame(0x100, 0x10, flOut, 0x6ffa, 2, 1, cs, fl0|cpu.FlagTF)},
 		{name: "into with OF", mode: "real", code: []byte{0xce}, inst: "INTO",
-			setup: both(withFlags(fl0|kvm.FlagOF), ivt(4, 0x100, 0x20)),
-			check: frame(0x100, 0x20, flOut|kvm.FlagOF, 0x6ffa, 2, 1, cs, fl0|kvm.FlagOF)},
+			setup: both(withFlags(fl0|cpu.FlagOF), ivt(4, 0x100, 0x20)),
+			check: frame(0x100, 0x20, flOut|cpu.FlagOF, 0x6ffa, 2, 1, cs, fl0|cpu.FlagOF)},
 		{name: "into without OF", mode: "real", code: []byte{0xce},
 			setup: withFlags(fl0),
 			check: frame(cs, 1, fl0, 0x7000, 2)},
@@ -106,8 +105,8 @@ func TestInterruptProtected(t *testing.T) {
 			setup: both(withFlags(fl0), gate32(0x80, 0xe, selCode32, handler, 0, true)),
 			check: frame(selCode32, handler, flOut, kernStack-12, 4, next, selCode32, fl0)},
 		{name: "trap gate keeps IF", mode: "prot32", code: []byte{0xcd, 0x80},
-			setup: both(withFlags(fl0|kvm.FlagTF|flagNT), gate32(0x80, 0xf, selCode32, handler, 0, true)),
-			check: frame(selCode32, handler, fl0, kernStack-12, 4, next, selCode32, fl0|kvm.FlagTF|flagNT)},
+			setup: both(withFlags(fl0|cpu.FlagTF|flagNT), gate32(0x80, 0xf, selCode32, handler, 0, true)),
+			check: frame(selCode32, handler, fl0, kernStack-12, 4, next, selCode32, fl0|cpu.FlagTF|flagNT)},
 		{name: "16-bit interrupt gate", mode: "prot32", code: []byte{0xcd, 0x80},
 			setup: both(withFlags(fl0), gate32(0x80, 0x6, selCode32, 0x12345, 0, true)),
 			check: frame(selCode32, 0x2345, flOut, kernStack-6, 2, next&0xffff, selCode32, fl0)},
@@ -150,7 +149,7 @@ func TestInterruptProtected(t *testing.T) {
 			fault: gp(0x80*8 + 2),
 			check: func(t *testing.T, f *fakeEnv, b, a *CPU) {
 				atHandler(t, a, vecGP)
-				wantStack(t, f, a.Regs.RSP, 4, 0x402, codeBase, selCode32U, fl0|kvm.FlagRF, userStack, selData32U)
+				wantStack(t, f, a.Regs.RSP, 4, 0x402, codeBase, selCode32U, fl0|cpu.FlagRF, userStack, selData32U)
 			}},
 		{name: "int3 checks the gate DPL too", mode: "prot32u", code: []byte{0xcc},
 			fault: gp(3*8 + 2)},
@@ -164,7 +163,7 @@ func TestInterruptProtected(t *testing.T) {
 			fault: gp(0x402),
 			check: func(t *testing.T, f *fakeEnv, b, a *CPU) {
 				atHandler(t, a, vecGP)
-				frame(selCode32, handler+vecGP*16, flOut, kernStack-16, 4, 0x402, codeBase, selCode32, fl0|kvm.FlagRF)(t, f, b, a)
+				frame(selCode32, handler+vecGP*16, flOut, kernStack-16, 4, 0x402, codeBase, selCode32, fl0|cpu.FlagRF)(t, f, b, a)
 			}},
 		{name: "gate limit off by one", mode: "prot32", code: []byte{0xcd, 0x80},
 			setup: both(idtLimit(0x80*8+6), gate32(0x80, 0xe, selCode32, handler, 0, true)),
@@ -207,10 +206,10 @@ func TestInterruptProtected(t *testing.T) {
 				func(_ *fakeEnv, c *CPU) { c.Sregs.TR.Limit = 7 }),
 			fault: &Fault{Vector: vecTS, ErrorCode: selTSS32, HasErrorCode: true}},
 		{name: "into with OF", mode: "prot32", code: []byte{0xce},
-			setup: withFlags(fl0 | kvm.FlagOF),
+			setup: withFlags(fl0 | cpu.FlagOF),
 			check: func(t *testing.T, f *fakeEnv, _, a *CPU) {
 				atHandler(t, a, vecOF)
-				wantStack(t, f, a.Regs.RSP, 4, codeBase+1, selCode32, fl0|kvm.FlagOF)
+				wantStack(t, f, a.Regs.RSP, 4, codeBase+1, selCode32, fl0|cpu.FlagOF)
 			}},
 		{name: "lock prefix raises #UD", mode: "prot32", code: []byte{0xf0, 0xcd, 0x80},
 			fault: &Fault{Vector: vecUD}},
@@ -260,7 +259,7 @@ func TestInterruptLong(t *testing.T) {
 			fault: gp(0x402),
 			check: func(t *testing.T, f *fakeEnv, b, a *CPU) {
 				atHandler(t, a, vecGP)
-				wantStack(t, f, a.Regs.RSP, 8, 0x402, codeBase, selCode64, fl0|kvm.FlagRF, kernStack, 0)
+				wantStack(t, f, a.Regs.RSP, 8, 0x402, codeBase, selCode64, fl0|cpu.FlagRF, kernStack, 0)
 			}},
 		{name: "gate DPL below CPL raises #GP", mode: "long64u", code: []byte{0xcd, 0x80},
 			setup: gate64(0x80, 0xe, selCode64, handler, 0, 0, true),

@@ -1,14 +1,14 @@
 package x86emu
 
-import "vmrr/machine/kvm"
+import "vmrr/machine/cpu"
 
 // RFLAGS bits IRET may load (SDM IRET operation): CF PF AF ZF SF TF DF OF
 // NT RF AC ID always; IF only when CPL <= IOPL; IOPL, VIF and VIP only at
 // CPL0. VM is never loaded here (a return to virtual-8086 mode is not
 // emulated).
 const (
-	iretAlways = kvm.FlagCF | kvm.FlagPF | kvm.FlagAF | kvm.FlagZF | kvm.FlagSF | kvm.FlagTF |
-		kvm.FlagDF | kvm.FlagOF | flagNT | kvm.FlagRF | flagAC | flagID
+	iretAlways = cpu.FlagCF | cpu.FlagPF | cpu.FlagAF | cpu.FlagZF | cpu.FlagSF | cpu.FlagTF |
+		cpu.FlagDF | cpu.FlagOF | flagNT | cpu.FlagRF | flagAC | flagID
 	flagID   = 1 << 21
 	flagIOPL = 3 << 12
 	flagVIF  = 1 << 19
@@ -24,7 +24,7 @@ func (e *emu) iretFlags(popped uint64, size int) {
 	cpl := e.cpl()
 	iopl := int(e.c.Regs.RFLAGS>>12) & 3
 	if cpl <= iopl {
-		mask |= kvm.FlagIF
+		mask |= cpu.FlagIF
 	}
 	if cpl == 0 {
 		mask |= flagIOPL | flagVIF | flagVIP
@@ -99,7 +99,7 @@ func (e *emu) iretProt(size int, in *inst) error {
 		return err
 	}
 	cs := uint16(csv)
-	if !e.long() && size == 4 && fl&kvm.FlagVM != 0 && e.cpl() == 0 {
+	if !e.long() && size == 4 && fl&cpu.FlagVM != 0 && e.cpl() == 0 {
 		return e.unsupported(in, "IRET to virtual-8086 mode")
 	}
 	d, err := e.returnCS(cs)
@@ -111,7 +111,7 @@ func (e *emu) iretProt(size int, in *inst) error {
 	outer := rpl > cpl
 	from64 := e.mode == modeLong64
 	to64 := e.long() && d.l()
-	var ssSeg kvm.Segment
+	var ssSeg cpu.Segment
 	var sp uint64
 	if outer || from64 {
 		if sp, err = e.pop(size); err != nil {

@@ -2,8 +2,7 @@ package x86emu
 
 import (
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // onStack writes an interrupt frame of size-byte values at SP-len*size and
@@ -50,7 +49,7 @@ func TestIRETReal(t *testing.T) {
 				eq(t, "CS.limit", a.Sregs.CS.Limit, 0xffff)
 			}},
 		{name: "iretd keeps VM, VIF, VIP", mode: "real", code: []byte{0x66, 0xcf}, inst: "IRETD",
-			setup: both(withFlags(flagFixed|flagVIP), onStack(4, 0x1234, 0x2000, 0x0024_0a83|kvm.FlagVM)),
+			setup: both(withFlags(flagFixed|flagVIP), onStack(4, 0x1234, 0x2000, 0x0024_0a83|cpu.FlagVM)),
 			check: returned(0x2000, 0x1234, 0x0024_0a83|flagVIP, 0, 0x7000)},
 		{name: "IP past the CS limit raises #GP", mode: "real", code: []byte{0x66, 0xcf},
 			setup: onStack(4, 0x10000, 0x2000, 2),
@@ -66,7 +65,7 @@ func TestIRETReal(t *testing.T) {
 }
 
 func TestIRETProtected(t *testing.T) {
-	const fl = flagFixed | kvm.FlagZF | kvm.FlagIF
+	const fl = flagFixed | cpu.FlagZF | cpu.FlagIF
 	runCases(t, []stepCase{
 		{name: "iretd same level", mode: "prot32", code: []byte{0xcf}, inst: "IRETD",
 			setup: onStack(4, 0x45678, selCode32, fl|flagAC),
@@ -94,10 +93,10 @@ func TestIRETProtected(t *testing.T) {
 				eq(t, "mode", Mode(a), "protected16")
 			}},
 		{name: "CPL3 cannot change IF or IOPL", mode: "prot32u", code: []byte{0xcf},
-			setup: onStack(4, 0x40100, selCode32U, flagFixed|flagIOPL|kvm.FlagCF),
-			check: returned(selCode32U, 0x40100, flagFixed|kvm.FlagIF|kvm.FlagCF, selData32U, userStack)},
+			setup: onStack(4, 0x40100, selCode32U, flagFixed|flagIOPL|cpu.FlagCF),
+			check: returned(selCode32U, 0x40100, flagFixed|cpu.FlagIF|cpu.FlagCF, selData32U, userStack)},
 		{name: "CPL3 with IOPL3 may change IF", mode: "prot32u", code: []byte{0xcf},
-			setup: both(withFlags(flagFixed|flagIOPL|kvm.FlagIF), onStack(4, 0x40100, selCode32U, flagFixed)),
+			setup: both(withFlags(flagFixed|flagIOPL|cpu.FlagIF), onStack(4, 0x40100, selCode32U, flagFixed)),
 			check: returned(selCode32U, 0x40100, flagFixed|flagIOPL, selData32U, userStack)},
 		{name: "data segment as CS raises #GP(sel)", mode: "prot32", code: []byte{0xcf},
 			setup: both(withFlags(fl0), onStack(4, 0x40100, selDataAsCode, fl)),
@@ -106,7 +105,7 @@ func TestIRETProtected(t *testing.T) {
 				atHandler(t, a, vecGP)
 				// The handler's frame sits on top of the untouched IRET frame.
 				eq(t, "ESP", a.Regs.RSP, kernStack-12-16)
-				wantStack(t, f, a.Regs.RSP, 4, selDataAsCode, codeBase, selCode32, fl0|kvm.FlagRF, 0x40100)
+				wantStack(t, f, a.Regs.RSP, 4, selDataAsCode, codeBase, selCode32, fl0|cpu.FlagRF, 0x40100)
 			}},
 		{name: "null CS raises #GP(0)", mode: "prot32", code: []byte{0xcf},
 			setup: onStack(4, 0x40100, 0, fl), fault: gp(0)},
@@ -135,16 +134,16 @@ func TestIRETProtected(t *testing.T) {
 			setup: withFlags(flagFixed | flagNT),
 			err:   "cannot emulate IRETD (bytes cf) at RIP 0x40000 in protected32 mode: IRET with NT=1"},
 		{name: "return to virtual-8086 mode is not emulated", mode: "prot32", code: []byte{0xcf},
-			setup: onStack(4, 0x100, 0x1000, flagFixed|kvm.FlagVM),
+			setup: onStack(4, 0x100, 0x1000, flagFixed|cpu.FlagVM),
 			err:   "IRET to virtual-8086 mode"},
 		{name: "virtual-8086 mode is not emulated", mode: "prot32", code: []byte{0xcf},
-			setup: withFlags(flagFixed | kvm.FlagVM),
+			setup: withFlags(flagFixed | cpu.FlagVM),
 			err:   "in vm86 mode: virtual-8086 mode"},
 	})
 }
 
 func TestIRETLong(t *testing.T) {
-	const fl = flagFixed | kvm.FlagZF | kvm.FlagIF
+	const fl = flagFixed | cpu.FlagZF | cpu.FlagIF
 	runCases(t, []stepCase{
 		{name: "iretq same level pops SS:RSP", mode: "long64", code: []byte{0x48, 0xcf}, inst: "IRETQ",
 			setup: onStack(8, 0xffff_8000_0000_1000, selCode64, fl, 0x7fff0, 0),

@@ -3,9 +3,9 @@ package x86emu
 import (
 	"encoding/binary"
 	"fmt"
+	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
-	"vmrr/machine/kvm"
 )
 
 // emu is one Step's working state. c is a copy of the caller's vCPU, so an
@@ -37,7 +37,7 @@ const (
 	segGS
 )
 
-func (e *emu) seg(r segReg) *kvm.Segment {
+func (e *emu) seg(r segReg) *cpu.Segment {
 	s := &e.c.Sregs
 	switch r {
 	case segES:
@@ -69,10 +69,10 @@ func (e *emu) cpl() int {
 // setMode recomputes the mode after CS (or CR0/EFER) changed.
 func (e *emu) setMode() { e.mode = modeOf(e.c) }
 
-func (e *emu) long() bool { return e.c.Sregs.EFER&kvm.EFERLMA != 0 }
+func (e *emu) long() bool { return e.c.Sregs.EFER&cpu.EFERLMA != 0 }
 
 func (e *emu) paging() bool {
-	return e.c.Sregs.CR0&kvm.CR0PG != 0 && e.c.Sregs.CR0&kvm.CR0PE != 0
+	return e.c.Sregs.CR0&cpu.CR0PG != 0 && e.c.Sregs.CR0&cpu.CR0PE != 0
 }
 
 // canonical reports whether a is a canonical linear address (48-bit, or

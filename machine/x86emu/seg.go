@@ -2,8 +2,7 @@ package x86emu
 
 import (
 	"encoding/binary"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // desc is a raw 8-byte segment or gate descriptor (SDM vol. 3, 3.4.5).
@@ -36,9 +35,9 @@ func (d desc) limit() uint32 {
 }
 
 // segment is the hidden part of a segment register loaded with sel.
-func (d desc) segment(sel uint16) kvm.Segment {
+func (d desc) segment(sel uint16) cpu.Segment {
 	b := func(bit uint) uint8 { return uint8(d.hi>>bit) & 1 }
-	return kvm.Segment{
+	return cpu.Segment{
 		Base:     d.base(),
 		Limit:    d.limit(),
 		Selector: sel,
@@ -55,13 +54,13 @@ func (d desc) segment(sel uint16) kvm.Segment {
 
 // nullSegment is a data segment register loaded with a null selector:
 // unusable until reloaded.
-func nullSegment(sel uint16) kvm.Segment {
-	return kvm.Segment{Selector: sel, Unusable: 1}
+func nullSegment(sel uint16) cpu.Segment {
+	return cpu.Segment{Selector: sel, Unusable: 1}
 }
 
 // realSegment is a segment register loaded in real mode: only selector and
 // base change; the limit and attributes stay as they were.
-func realSegment(old kvm.Segment, sel uint16) kvm.Segment {
+func realSegment(old cpu.Segment, sel uint16) cpu.Segment {
 	old.Selector = sel
 	old.Base = uint64(sel) << 4
 	return old
@@ -145,22 +144,22 @@ func (e *emu) returnCS(sel uint16) (desc, error) {
 // returnSS checks the SS selector an IRET pops when it returns to rpl.
 // null64 allows a null selector (a return to 64-bit code below CPL3); the
 // segment is then usable with a null selector, as after an interrupt.
-func (e *emu) returnSS(sel uint16, rpl int, null64 bool) (kvm.Segment, desc, error) {
+func (e *emu) returnSS(sel uint16, rpl int, null64 bool) (cpu.Segment, desc, error) {
 	if sel&^3 == 0 {
 		if null64 && int(sel&3) == rpl {
 			return flatNullSS(rpl), desc{}, nil
 		}
-		return kvm.Segment{}, desc{}, gpErr(0)
+		return cpu.Segment{}, desc{}, gpErr(0)
 	}
 	d, ok, err := e.readDesc(sel)
 	if err != nil {
-		return kvm.Segment{}, d, err
+		return cpu.Segment{}, d, err
 	}
 	switch {
 	case !ok, int(sel&3) != rpl, !d.writableData(), d.dpl() != rpl:
-		return kvm.Segment{}, d, gpErr(selCode(sel, 0))
+		return cpu.Segment{}, d, gpErr(selCode(sel, 0))
 	case !d.present():
-		return kvm.Segment{}, d, ssErr(selCode(sel, 0))
+		return cpu.Segment{}, d, ssErr(selCode(sel, 0))
 	}
 	return d.segment(sel), d, nil
 }
@@ -168,7 +167,7 @@ func (e *emu) returnSS(sel uint16, rpl int, null64 bool) (kvm.Segment, desc, err
 // flatNullSS is SS after a 64-bit interrupt to an inner level or an IRETQ
 // with a null SS: a null selector with RPL = CPL and a flat, writable,
 // present cache, which both VMX and SVM accept on entry.
-func flatNullSS(cpl int) kvm.Segment {
-	return kvm.Segment{Selector: uint16(cpl), Limit: 0xffffffff, Typ: 3, Present: 1,
+func flatNullSS(cpl int) cpu.Segment {
+	return cpu.Segment{Selector: uint16(cpl), Limit: 0xffffffff, Typ: 3, Present: 1,
 		DPL: uint8(cpl), DB: 1, S: 1, G: 1}
 }

@@ -4,8 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // stepCase is one instruction run from a known machine state.
@@ -63,10 +62,10 @@ func installHandlers(f *fakeEnv, c *CPU) {
 	for v := range 32 {
 		off := uint64(handler + v*16)
 		switch {
-		case c.Sregs.CR0&kvm.CR0PE == 0:
+		case c.Sregs.CR0&cpu.CR0PE == 0:
 			f.put16(uint64(v)*4, uint16(off&0xf))
 			f.put16(uint64(v)*4+2, uint16(off>>4))
-		case c.Sregs.EFER&kvm.EFERLMA != 0:
+		case c.Sregs.EFER&cpu.EFERLMA != 0:
 			f.gate64(v, 0xe, selCode64, off, 0, 0, true)
 		default:
 			f.gate32(v, 0xe, selCode32, uint32(off), 0, true)

@@ -31,17 +31,33 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // CPU is the vCPU state Step reads and updates.
 type CPU struct {
-	Regs  kvm.Regs
-	Sregs kvm.Sregs
+	Regs  cpu.Regs
+	Sregs cpu.Sregs
 	// TSCAux is IA32_TSC_AUX, the value RDTSCP puts in ECX and RDPID returns.
 	TSCAux uint64
+	// Shadow blocks external interrupts until the next instruction has
+	// run: STI (when IF was clear), MOV SS and POP SS set it, and every
+	// instruction clears it.
+	Shadow bool
+	// DR is DR0-3, DR6 and DR7 as MOV to and from DRn see them. They arm
+	// nothing: the machine's own breakpoints are set apart.
+	DR cpu.DebugRegs
 }
+
+// TLBFlush says which cached translations an instruction invalidates.
+type TLBFlush int
+
+// Kinds of TLB invalidation, as the processor defines them.
+const (
+	FlushPage      TLBFlush = iota + 1 // INVLPG: the one linear address, global or not
+	FlushNonGlobal                     // a CR3 load: every entry but global ones
+	FlushAll                           // a change of CR0.PG/WP, CR4.PGE/PAE/PSE, EFER: everything
+)
 
 // NonDetKind names the non-deterministic instruction a value is for. The
 // numbering is the ring's (machine.RingKindRDTSC and following), so the
@@ -87,6 +103,20 @@ type Env interface {
 	// instruction on the host and logs the value, the replayer reads it from
 	// the log. RDTSCP's aux comes from CPU.TSCAux, not from here.
 	NonDet(kind NonDetKind) (uint64, error)
+	// In reads size (1, 2 or 4) bytes from an I/O port; Out writes them.
+	// An error aborts the instruction with the CPU unchanged: the soft CPU
+	// uses that to leave the interpreter for the machine's device models
+	// and run the instruction again once the value is known.
+	In(port uint16, size int) (uint32, error)
+	Out(port uint16, size int, v uint32) error
+	// CPUID returns the guest's CPUID leaf (all zero for an absent one).
+	CPUID(leaf, subleaf uint32) (eax, ebx, ecx, edx uint32)
+	// ReadMSR and WriteMSR access an MSR that x86emu does not keep in CPU
+	// itself; ok=false raises #GP.
+	ReadMSR(index uint32) (v uint64, ok bool, err error)
+	WriteMSR(index uint32, v uint64) (ok bool, err error)
+	// FlushTLB drops cached translations (INVLPG, CR3, CR0/CR4/EFER writes).
+	FlushTLB(kind TLBFlush, linear uint64)
 }
 
 // Result says what Step did.
@@ -94,6 +124,9 @@ type Result struct {
 	// Inst is the disassembly, e.g. "IRETD", "INT 0x80"; empty when the
 	// instruction could not be fetched.
 	Inst string
+	// Halted is set by HLT: RIP is past it and the CPU waits for an
+	// interrupt.
+	Halted bool
 	// Len is the instruction's length in bytes (0 if not decoded).
 	Len int
 	// Fault is non-nil when the instruction raised an exception that Step
@@ -182,14 +215,14 @@ const (
 
 func modeOf(c *CPU) cpuMode {
 	switch {
-	case c.Sregs.CR0&kvm.CR0PE == 0:
+	case c.Sregs.CR0&cpu.CR0PE == 0:
 		return modeReal
-	case c.Sregs.EFER&kvm.EFERLMA != 0:
+	case c.Sregs.EFER&cpu.EFERLMA != 0:
 		if c.Sregs.CS.L != 0 {
 			return modeLong64
 		}
 		return modeCompat
-	case c.Regs.RFLAGS&kvm.FlagVM != 0:
+	case c.Regs.RFLAGS&cpu.FlagVM != 0:
 		return modeVM86
 	case c.Sregs.CS.DB != 0:
 		return modeProt32

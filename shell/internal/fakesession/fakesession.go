@@ -22,8 +22,7 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
-
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 	"vmrr/replayer"
 )
 
@@ -151,11 +150,11 @@ func (s *Session) Registers() (replayer.Registers, error) {
 	r.RFLAGS = 0x246
 	r.R15 = 0xdeadbeef
 	sr := &r.Sregs
-	flat := kvm.Segment{Limit: 0xffffffff, Present: 1, S: 1, G: 1}
+	flat := cpu.Segment{Limit: 0xffffffff, Present: 1, S: 1, G: 1}
 	sr.DS, sr.ES, sr.FS, sr.GS, sr.SS = flat, flat, flat, flat, flat
 	sr.CS = flat
 	sr.CS.Typ = 0xb
-	for _, seg := range []*kvm.Segment{&sr.DS, &sr.ES, &sr.FS, &sr.GS, &sr.SS} {
+	for _, seg := range []*cpu.Segment{&sr.DS, &sr.ES, &sr.FS, &sr.GS, &sr.SS} {
 		seg.Typ = 0x3
 		seg.Selector = 0x10
 	}
@@ -163,15 +162,15 @@ func (s *Session) Registers() (replayer.Registers, error) {
 	switch s.cfg.Mode {
 	case 64:
 		sr.CS.L = 1
-		sr.CR0 = kvm.CR0PE | kvm.CR0ET | kvm.CR0PG
-		sr.CR4 = kvm.CR4PAE
+		sr.CR0 = cpu.CR0PE | cpu.CR0ET | cpu.CR0PG
+		sr.CR4 = cpu.CR4PAE
 		sr.CR3 = 0x9000
-		sr.EFER = kvm.EFERLME | kvm.EFERLMA
+		sr.EFER = cpu.EFERLME | cpu.EFERLMA
 	case 32:
 		sr.CS.DB = 1
-		sr.CR0 = kvm.CR0PE | kvm.CR0ET
+		sr.CR0 = cpu.CR0PE | cpu.CR0ET
 	default:
-		sr.CR0 = kvm.CR0ET
+		sr.CR0 = cpu.CR0ET
 		sr.CS.Selector, sr.CS.G, sr.CS.Limit = 0, 0, 0xffff
 	}
 	r.MXCSR = 0x1f80
