@@ -53,19 +53,27 @@ func (e *emu) exec(in *inst) error {
 		return e.deliver(event{vector: vecDB}, in.next)
 	case x86asm.UD2:
 		return &exception{vector: vecUD}
-	case x86asm.POPCNT, x86asm.LZCNT, x86asm.TZCNT:
+	case x86asm.POPCNT, x86asm.LZCNT, x86asm.TZCNT, x86asm.CMPXCHG16B:
+		if done, err := e.featureGate(in); done {
+			return err
+		}
 		if err := e.bitCount(in); err != nil {
 			return err
 		}
 	case x86asm.RDTSC, x86asm.RDTSCP:
+		if x.Op == x86asm.RDTSCP && !e.feature(featRDTSCP) {
+			return &exception{vector: vecUD}
+		}
 		if err := e.rdtsc(x.Op == x86asm.RDTSCP); err != nil {
 			return err
 		}
 	default:
-		if ok, err := e.execGeneral(in); ok {
+		// System first: it claims the MOV, PUSH and POP forms with
+		// segment, control and debug registers.
+		if ok, err := e.execSystem(in); ok {
 			return err
 		}
-		if ok, err := e.execSystem(in); ok {
+		if ok, err := e.execGeneral(in); ok {
 			return err
 		}
 		return e.unsupported(in, "")
@@ -165,6 +173,9 @@ func (e *emu) rdtsc(aux bool) error {
 
 // execGroup9 is RDRAND, RDSEED and RDPID into a register.
 func (e *emu) execGroup9(in *inst) error {
+	if !e.feature(group9Feature[in.g9]) {
+		return &exception{vector: vecUD}
+	}
 	var v uint64
 	switch in.g9 {
 	case g9RDPID:

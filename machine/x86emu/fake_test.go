@@ -31,7 +31,7 @@ type portWrite struct {
 
 var errNoValue = errors.New("fake: no value left")
 
-func newFakeEnv(size int) *fakeEnv { return &fakeEnv{ram: make([]byte, size)} }
+func newFakeEnv(size int) *fakeEnv { return &fakeEnv{ram: make([]byte, size), cpuid: fullCPUID()} }
 
 func (f *fakeEnv) span(gpa uint64, n int) ([]byte, error) {
 	if gpa > uint64(len(f.ram)) || uint64(len(f.ram))-gpa < uint64(n) {

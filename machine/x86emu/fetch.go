@@ -138,6 +138,9 @@ func decodeBytes(b []byte, bits int, stop error) (*decoded, error) {
 		// fault: if the guest's handler maps the page, the retry sees the
 		// whole instruction; reporting it unsupported instead could end a
 		// run that hardware would have continued.
+		if bits == 64 && invalidIn64(b) {
+			return nil, &exception{vector: vecUD}
+		}
 		if stop != nil {
 			return nil, stop
 		}

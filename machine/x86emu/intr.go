@@ -103,6 +103,7 @@ func raise(cpu *CPU, env Env, x exception) (*Fault, error) {
 		err := e.deliver(ev, cpu.Regs.RIP)
 		if err == nil {
 			work.Regs.RFLAGS |= flagFixed
+			work.Shadow = false
 			*cpu = work
 			if e.mode == modeReal {
 				// Real mode pushes no error codes.

@@ -253,7 +253,7 @@ func TestInterruptLong(t *testing.T) {
 				wantStack(t, f, a.Regs.RSP, 8, codeBase+1)
 			}},
 		{name: "into is invalid in 64-bit mode", mode: "long64", code: []byte{0xce},
-			err: "cannot emulate"},
+			fault: &Fault{Vector: vecUD}},
 		{name: "gate past the IDT limit raises #GP(vector*8+2)", mode: "long64", code: []byte{0xcd, 0x80},
 			setup: both(withFlags(fl0), idtLimit(32*16-1)),
 			fault: gp(0x402),

@@ -16,6 +16,8 @@ type emu struct {
 	env  Env
 	mode cpuMode
 	buf  [16]byte
+	// halted is set by HLT for Step's Result.
+	halted bool
 }
 
 // scratch is a zeroed buffer for one memory access at a time. Slices passed

@@ -47,6 +47,8 @@ type CPU struct {
 	// DR is DR0-3, DR6 and DR7 as MOV to and from DRn see them. They arm
 	// nothing: the machine's own breakpoints are set apart.
 	DR cpu.DebugRegs
+	// KernelGSBase is IA32_KERNEL_GS_BASE, the GS base SWAPGS exchanges.
+	KernelGSBase uint64
 }
 
 // TLBFlush says which cached translations an instruction invalidates.
@@ -248,6 +250,7 @@ func Step(cpu *CPU, env Env) (Result, error) {
 	}{work: *cpu}
 	work, e, in := &st.work, &st.e, &st.in
 	*e = emu{c: work, env: env, mode: modeOf(cpu)}
+	work.Shadow = false
 	err := e.fetchDecode(in)
 	switch {
 	case err == nil:
@@ -263,6 +266,7 @@ func Step(cpu *CPU, env Env) (Result, error) {
 	if err == nil {
 		work.Regs.RFLAGS |= flagFixed
 		*cpu = *work
+		res.Halted = e.halted
 		return res, nil
 	}
 	var x *exception
