@@ -228,7 +228,8 @@ func TestNonDeterministic(t *testing.T) {
 			err: "RDRAND value: fake: no value left"},
 		{name: "f2 0f c7 /6 is not rdrand", mode: "long64", code: []byte{0xf2, 0x0f, 0xc7, 0xf0}, setup: values(v),
 			err: "cannot emulate"},
-		{name: "cmpxchg8b is not ours", mode: "prot32", code: []byte{0x0f, 0xc7, 0x0e},
-			err: "cannot emulate CMPXCHG8B"},
+		{name: "cmpxchg8b is not group 9's", mode: "prot32", code: []byte{0x0f, 0xc7, 0x0e}, inst: "CMPXCHG8B [ESI]",
+			setup: func(_ *fakeEnv, c *CPU) { c.Regs.RSI, c.Regs.RAX = 0x90000, 1 },
+			check: asked(3, cleared, rax, 0)},
 	})
 }
