@@ -76,7 +76,7 @@ func (e *emu) inOut(in *inst) error {
 	}
 	rax := &e.c.Regs.RAX
 	if x.Op == x86asm.OUT {
-		if err := e.env.Out(port, size, uint32(*rax)); err != nil {
+		if err := e.env.Out(port, size, uint32(*rax)&(1<<(8*size)-1)); err != nil {
 			return err
 		}
 	} else {
