@@ -11,11 +11,11 @@ import (
 type opKind uint8
 
 const (
-	opNone opKind = iota
-	opReg         // a general register, low bits
-	opRegHigh     // AH, CH, DH or BH: bits 8-15 of register reg
-	opMem         // memory at seg:off
-	opImm         // an immediate, sign-extended by the decoder
+	opNone    opKind = iota
+	opReg            // a general register, low bits
+	opRegHigh        // AH, CH, DH or BH: bits 8-15 of register reg
+	opMem            // memory at seg:off
+	opImm            // an immediate, sign-extended by the decoder
 )
 
 // operand is an instruction argument resolved against the CPU state: the

@@ -10,7 +10,8 @@ import (
 // shift is SHL/SAL, SHR, SAR, ROL, ROR, RCL and RCR. The count is masked to
 // 5 bits (6 with a 64-bit operand); a masked count of 0 changes nothing.
 // OF is defined only for a count of 1; for larger counts the Intel host
-// computes it as for the first 1-bit step, and so does this. AF, undefined
+// computes it as for the first 1-bit step (except for rotates by an
+// immediate, below), and so does this. AF, undefined
 // for the shifts, is cleared as on the host; rotates leave it alone.
 func (e *emu) shift(in *inst) error {
 	w := argBits(in, 0)
@@ -29,8 +30,11 @@ func (e *emu) shift(in *inst) error {
 		c &= 31
 	}
 	a, err := e.readRMW(&dst)
-	if err != nil || c == 0 {
+	if err != nil {
 		return err
+	}
+	if c == 0 {
+		return e.zeroExtend(&dst, a)
 	}
 	msb := a >> uint(w-1) & 1
 	next := a >> uint(w-2) & 1 // the bit below the sign bit
@@ -62,6 +66,11 @@ func (e *emu) shift(in *inst) error {
 		fl |= szp(r, w)
 	case x86asm.ROL, x86asm.ROR:
 		mask = cpu.FlagCF | cpu.FlagOF
+		if cnt.kind == opImm && c != 1 {
+			// The Intel host leaves OF alone when rotating by an
+			// immediate other than 1, but not by CL.
+			mask = cpu.FlagCF
+		}
 		rc := c % uint64(w)
 		if in.x.Op == x86asm.ROL {
 			r = truncate(a<<rc|a>>(uint64(w)-rc), w)
@@ -83,7 +92,7 @@ func (e *emu) shift(in *inst) error {
 			rc = c % uint64(w+1)
 		}
 		if rc == 0 {
-			return nil
+			return e.zeroExtend(&dst, a)
 		}
 		cf := e.cf()
 		if in.x.Op == x86asm.RCL {
@@ -104,6 +113,16 @@ func (e *emu) shift(in *inst) error {
 		return err
 	}
 	e.setFlags(mask, fl)
+	return nil
+}
+
+// zeroExtend completes a shift or rotate that moves nothing: a 32-bit
+// register destination still has its upper half cleared, as any 32-bit
+// register write does.
+func (e *emu) zeroExtend(dst *operand, a uint64) error {
+	if dst.kind == opReg && dst.bits == 32 {
+		return e.write(dst, a)
+	}
 	return nil
 }
 
@@ -128,8 +147,11 @@ func (e *emu) shiftDouble(in *inst) error {
 		c &= 31
 	}
 	a, err := e.readRMW(&dst)
-	if err != nil || c == 0 {
+	if err != nil {
 		return err
+	}
+	if c == 0 {
+		return e.zeroExtend(&dst, a)
 	}
 	b, _ := e.read(&src)
 	msb := a >> uint(w-1) & 1

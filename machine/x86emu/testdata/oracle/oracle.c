@@ -54,10 +54,14 @@ int main(void) {
 		perror("mmap");
 		return 1;
 	}
+	// The handler runs on its own stack in case the instruction broke RSP.
+	static char altstack[65536];
+	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+	sigaltstack(&ss, 0);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = onsig;
-	sa.sa_flags = SA_NODEFER;
+	sa.sa_flags = SA_NODEFER | SA_ONSTACK;
 	sigaction(SIGFPE, &sa, 0);
 	sigaction(SIGILL, &sa, 0);
 	sigaction(SIGSEGV, &sa, 0);
