@@ -356,8 +356,8 @@ func (e *emu) memOperand(in *inst, a x86asm.Arg) (segReg, uint64, error) {
 // mode or the IDT otherwise, without the gate DPL check of INT n, with EXT
 // set in the error code of a fault while delivering it. Such a fault is
 // delivered in turn (#DF, then ErrTripleFault, as for faults of Step). The
-// caller has checked RFLAGS.IF and CPU.Shadow. On an error other than
-// ErrTripleFault c is unchanged.
+// caller has checked RFLAGS.IF and CPU.Shadow. On an error c is unchanged,
+// except CR2 when a page fault came first.
 func Interrupt(c *CPU, env Env, vector uint8) error {
 	st := &struct {
 		work CPU

@@ -490,3 +490,72 @@ func TestFeatureGates(t *testing.T) {
 			check: func(t *testing.T, f *fakeEnv, _, _ *CPU) { eq(t, "values asked", len(f.asked), 0) }},
 	})
 }
+
+func TestLZCNTWithoutFeatureIsBSR(t *testing.T) {
+	runCases(t, []stepCase{
+		{name: "lzcnt is bsr", mode: "prot32", code: []byte{0xf3, 0x0f, 0xbd, 0xc1},
+			setup: both(func(f *fakeEnv, _ *CPU) { withoutFeature(f, featLZCNT) }, set(func(c *CPU) { c.Regs.RCX = 0x10 })),
+			check: checks(advanced(4), reg("EAX", func(c *CPU) uint64 { return c.Regs.RAX }, 4))},
+		{name: "tzcnt is bsf", mode: "long64", code: []byte{0xf3, 0x48, 0x0f, 0xbc, 0xc1},
+			setup: both(func(f *fakeEnv, _ *CPU) { withoutFeature(f, featBMI1) }, set(func(c *CPU) { c.Regs.RCX = 0x10 })),
+			check: checks(advanced(5), reg("RAX", func(c *CPU) uint64 { return c.Regs.RAX }, 4))},
+		{name: "lzcnt with the feature", mode: "prot32", code: []byte{0xf3, 0x0f, 0xbd, 0xc1},
+			setup: set(func(c *CPU) { c.Regs.RCX = 0x10 }), check: reg("EAX", func(c *CPU) uint64 { return c.Regs.RAX }, 27)},
+	})
+}
+
+// quietEnv records nothing, so that it allocates nothing.
+type quietEnv struct{ *fakeEnv }
+
+func (quietEnv) Out(uint16, int, uint32) error { return nil }
+func (quietEnv) FlushTLB(TLBFlush, uint64)     {}
+func (quietEnv) CPUID(leaf, sub uint32) (a, b, c, d uint32) {
+	return 0x28, ^uint32(0), ^uint32(0), ^uint32(0)
+}
+
+// TestSystemAllocs checks that system instructions allocate nothing beyond
+// Step's one working state.
+func TestSystemAllocs(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		code       []byte
+		setup      func(*fakeEnv, *CPU)
+	}{
+		{"cli", "prot32", []byte{0xfa}, nil},
+		{"in", "prot32", []byte{0xec}, nil},
+		{"out above IOPL", "prot32u", []byte{0xee}, ioBitmap()},
+		{"rep outsb", "long64", []byte{0xf3, 0x6e}, set(func(c *CPU) { c.Regs.RCX, c.Regs.RSI = 2, 0x8000 })},
+		{"rep insb", "long64", []byte{0xf3, 0x6c}, set(func(c *CPU) { c.Regs.RCX, c.Regs.RDI = 2, 0x8000 })},
+		{"cpuid", "long64", []byte{0x0f, 0xa2}, nil},
+		{"mov cr3", "long64", []byte{0x0f, 0x22, 0xd8}, set(func(c *CPU) { c.Regs.RAX = pml4Base })},
+		{"mov cr4", "long64", []byte{0x0f, 0x22, 0xe0}, set(func(c *CPU) { c.Regs.RAX = cpu.CR4PAE | cpu.CR4PGE | cr4SMEP })},
+		{"wrmsr fs", "long64", []byte{0x0f, 0x30}, msrArgs(msrFSBase, 0x1000)},
+		{"mov ds", "prot32", []byte{0x8e, 0xd8}, eaxSel(selData32)},
+		{"pop ss", "prot32", []byte{0x17}, onStack(4, selData32)},
+		{"ljmp", "prot32", []byte{0xea, 0, 0x10, 4, 0, selCode32, 0}, nil},
+		{"retf to CPL3", "prot32", []byte{0xcb}, onStack(4, 0x1000, selCode32U, userStack, selData32U)},
+		{"popcnt", "prot32", []byte{0xf3, 0x0f, 0xb8, 0xc1}, nil},
+		{"lgdt", "long64", []byte{0x0f, 0x01, 0x10}, set(func(c *CPU) { c.Regs.RAX = 0x8000 })},
+		{"swapgs", "long64", []byte{0x0f, 0x01, 0xf8}, nil},
+	} {
+		f, tmpl := newState(t, tc.mode)
+		f.put(codeBase, tc.code...)
+		if tc.setup != nil {
+			tc.setup(f, tmpl)
+		}
+		env := quietEnv{f}
+		var c CPU
+		var err error
+		var res Result
+		n := testing.AllocsPerRun(100, func() {
+			c = *tmpl
+			res, err = Step(&c, env)
+		})
+		if err != nil || res.Fault != nil {
+			t.Errorf("%s: %v, fault %v", tc.name, err, res.Fault)
+		}
+		if n > 1 {
+			t.Errorf("%s: %v allocations a Step, want 1", tc.name, n)
+		}
+	}
+}
