@@ -205,7 +205,11 @@ func TestDataMovement(t *testing.T) {
 			setup: with(func(f *fakeEnv, c *CPU) { c.Regs.RBX, c.Regs.RAX, c.Regs.RCX = dataAddr, 5, 9; f.put32(dataAddr, 6) }),
 			check: memIs(dataAddr, 4, 6, expect(3, fl(fCF, fPF, fAF, fSF), rRAX(6)))},
 		{name: "cmpxchg different still writes memory", mode: "prot32", code: []byte{0x0f, 0xb1, 0x0b},
-			setup: with(func(f *fakeEnv, c *CPU) { c.Sregs.DS.Typ = 1; c.Regs.RBX, c.Regs.RAX = dataAddr, 5; f.put32(dataAddr, 6) }),
+			setup: with(func(f *fakeEnv, c *CPU) {
+				c.Sregs.DS.Typ = 1
+				c.Regs.RBX, c.Regs.RAX = dataAddr, 5
+				f.put32(dataAddr, 6)
+			}),
 			fault: gp(0)},
 		{name: "cmpxchg8b equal", mode: "prot32", code: []byte{0x0f, 0xc7, 0x0f}, inst: "CMPXCHG8B [EDI]",
 			setup: with(func(f *fakeEnv, c *CPU) {
@@ -421,4 +425,63 @@ func TestArithmetic(t *testing.T) {
 			setup: with(func(_ *fakeEnv, c *CPU) { c.Regs.RAX = 0x0603 }),
 			check: expect(2, fl(fPF), rRAX(0x3f))},
 	})
+}
+
+// generalHot are ordinary instructions: each Step of them may allocate only
+// Step's own working state, nothing per operand, flag or memory access.
+var generalHot = []struct {
+	name string
+	code []byte
+}{
+	{"add-r-m", []byte{0x03, 0x03}},
+	{"mov-m-r", []byte{0x89, 0x03}},
+	{"inc-m", []byte{0xff, 0x03}},
+	{"shl-r-cl", []byte{0xd3, 0xe0}},
+	{"jne", []byte{0x75, 0x00}},
+	{"push-pop", []byte{0x50}},
+	{"call", []byte{0xe8, 0, 0, 0, 0}},
+	{"rep-movsb", []byte{0xf3, 0xa4}},
+	{"cmpxchg", []byte{0xf0, 0x0f, 0xb1, 0x0b}},
+	{"imul", []byte{0x0f, 0xaf, 0xc3}},
+	{"div", []byte{0xf7, 0xf1}},
+}
+
+func hotState(tb testing.TB, code []byte) (*fakeEnv, *CPU) {
+	f, c := newState(tb, "long64")
+	f.put(codeBase, code...)
+	c.Regs.RBX, c.Regs.RSI, c.Regs.RDI, c.Regs.RCX = dataAddr, dataAddr, dataAddr+0x100, 1<<20
+	return f, c
+}
+
+func TestGeneralAllocs(t *testing.T) {
+	for _, h := range generalHot {
+		f, tmpl := hotState(t, h.code)
+		c := *tmpl
+		if _, err := Step(&c, f); err != nil {
+			t.Fatalf("%s: %v", h.name, err)
+		}
+		allocs := testing.AllocsPerRun(100, func() {
+			c = *tmpl
+			Step(&c, f)
+		})
+		if allocs > 1 {
+			t.Errorf("%s: %v allocations a Step, want at most Step's own 1", h.name, allocs)
+		}
+	}
+}
+
+func BenchmarkGeneral(b *testing.B) {
+	for _, h := range generalHot {
+		b.Run(h.name, func(b *testing.B) {
+			f, tmpl := hotState(b, h.code)
+			var c CPU
+			b.ReportAllocs()
+			for range b.N {
+				c = *tmpl
+				if _, err := Step(&c, f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
