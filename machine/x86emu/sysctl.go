@@ -304,7 +304,7 @@ func (e *emu) writeCR0(v uint64) error {
 		}
 		efer |= cpu.EFERLMA
 	case v&cpu.CR0PG == 0 && old&cpu.CR0PG != 0 && efer&cpu.EFERLMA != 0:
-		if e.mode == modeLong64 {
+		if e.mode == modeLong64 || s.CR4&cr4PCIDE != 0 {
 			return gpErr(0)
 		}
 		efer &^= cpu.EFERLMA

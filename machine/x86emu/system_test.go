@@ -411,6 +411,8 @@ func TestMOVCR(t *testing.T) {
 		{name: "paging with LME without PAE", mode: "prot32", code: []byte{0x0f, 0x22, 0xc0},
 			setup: both(eax(pe|pg), set(func(c *CPU) { c.Sregs.EFER = cpu.EFERLME })), fault: gp(0)},
 		{name: "paging off in 64-bit mode", mode: "long64", code: []byte{0x0f, 0x22, 0xc0}, setup: eax(pe), fault: gp(0)},
+		{name: "paging off with PCIDE", mode: "compat", code: []byte{0x0f, 0x22, 0xc0}, setup: both(eax(pe), set(func(c *CPU) { c.Sregs.CR4 |= cr4PCIDE })),
+			fault: gp(0)},
 		{name: "paging off in compatibility mode leaves long mode", mode: "compat", code: []byte{0x0f, 0x22, 0xc0}, setup: eax(pe),
 			check: checks(flushes(FlushAll), reg("EFER", func(c *CPU) uint64 { return c.Sregs.EFER }, cpu.EFERLME|cpu.EFERNXE),
 				func(t *testing.T, _ *fakeEnv, _, a *CPU) { eq(t, "mode", Mode(a), "protected32") })},
