@@ -41,6 +41,9 @@ type Header struct {
 	Args          string // guest command line / extra config, free-form
 	StartTime     time.Time
 	Host          string // host description (kernel, CPU model, KVM flavour)
+	// Accel is the CPU the recording ran on: "kvm" or "soft" (a log
+	// without the field is from KVM). Replay uses the same.
+	Accel string
 }
 
 // HashImage is the image hash a header records.
@@ -74,6 +77,7 @@ const (
 	hArgs        = 12
 	hStartTime   = 13
 	hHost        = 14
+	hAccel       = 15
 )
 
 const cpuidEntrySize = 7 * 4
@@ -141,6 +145,7 @@ func encodeHeader(h *Header) ([]byte, error) {
 		b = appendField(b, hStartTime, t)
 	}
 	str(hHost, h.Host)
+	str(hAccel, h.Accel)
 	return b, nil
 }
 
@@ -205,6 +210,8 @@ func decodeHeader(body []byte) (*Header, error) {
 			f.i = len(v)
 		case hHost:
 			h.Host, f.i = string(v), len(v)
+		case hAccel:
+			h.Accel, f.i = string(v), len(v)
 		default:
 			continue // a field from a later vmrr that this one can ignore
 		}

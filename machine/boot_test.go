@@ -8,7 +8,6 @@ import (
 	"testing"
 	"vmrr/machine/cpu"
 
-	"vmrr/machine/kvm"
 )
 
 // withMultibootAt is a flat image of n bytes with a valid Multiboot header
@@ -78,11 +77,11 @@ func TestDetectBoot(t *testing.T) {
 // regsOf reads the vCPU's registers and special registers.
 func regsOf(t *testing.T, m *Machine) (cpu.Regs, cpu.Sregs) {
 	t.Helper()
-	r, err := m.VCPU().Regs()
+	r, err := m.Regs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := m.VCPU().Sregs()
+	s, err := m.Sregs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,28 +212,14 @@ func badLoads() []struct {
 // own error handling (see TestNewLoadErrors).
 func loaderMachine(t *testing.T, memBytes uint64) *Machine {
 	t.Helper()
-	needKVM(t)
 	m := &Machine{hooks: &nopHooks{}, unknown: map[uint16]bool{}}
 	t.Cleanup(func() { m.Close() })
 	var err error
-	if m.sys, err = kvm.Open(); err != nil {
-		t.Fatal(err)
-	}
-	if m.vm, err = m.sys.CreateVM(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.vm.SetTSSAddr(0xfffbd000); err != nil {
-		t.Fatal(err)
-	}
 	if m.mem, err = newMemory(memBytes); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.vm.SetMemoryRegion(0, 0, 0, m.mem.b); err != nil {
-		t.Fatal(err)
-	}
-	if m.vcpu, err = m.vm.CreateVCPU(0); err != nil {
-		t.Fatal(err)
-	}
+	m.soft, m.cpuid = newSoftBackend(m, nil, false)
+	m.vcpu = m.soft
 	return m
 }
 
@@ -398,17 +383,19 @@ func TestRunEachBootProtocol(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := newTestMachine(t, Config{Image: tt.image, Boot: tt.boot, MemoryBytes: 16 << 20})
-			res, err := m.Run()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Reason != ReasonExited || res.Value != 5 || res.Status != 11 {
-				t.Fatalf("result %+v, want exited with value 5, status 11", res)
-			}
-			if res.Pos.Exit != 1 {
-				t.Errorf("exit count %d, want 1 (the debug-exit write)", res.Pos.Exit)
-			}
+			forEachAccel(t, func(t *testing.T, accel Accel) {
+				m := newTestMachine(t, Config{Image: tt.image, Boot: tt.boot, MemoryBytes: 16 << 20, Accel: accel})
+				res, err := m.Run()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Reason != ReasonExited || res.Value != 5 || res.Status != 11 {
+					t.Fatalf("result %+v, want exited with value 5, status 11", res)
+				}
+				if res.Pos.Exit != 1 {
+					t.Errorf("exit count %d, want 1 (the debug-exit write)", res.Pos.Exit)
+				}
+			})
 		})
 	}
 }

@@ -2,25 +2,11 @@ package machine
 
 import (
 	"errors"
-	"fmt"
 
 	"vmrr/machine/cpu"
-	"vmrr/machine/kvm"
 	"vmrr/machine/x86emu"
 	"vmrr/tlbsync/pagewalk"
 )
-
-// handleInternal handles KVM_EXIT_INTERNAL_ERROR. An emulation failure is
-// an instruction this host's KVM cannot emulate; vmrr emulates it itself.
-func (m *Machine) handleInternal() error {
-	ie := m.vcpu.Internal()
-	if ie.Suberror != kvm.InternalErrorEmulation {
-		res := m.finish(ReasonInternal, 0, fmt.Sprintf("KVM internal error, suberror %d", ie.Suberror))
-		m.result = &res
-		return nil
-	}
-	return m.emulate()
-}
 
 // emuEnv is guest memory and the hooks, as the emulator sees them.
 type emuEnv struct{ m *Machine }
@@ -53,11 +39,25 @@ var errNoPortIO = errors.New("machine: port I/O reached the instruction emulator
 func (e emuEnv) In(port uint16, size int) (uint32, error)  { return 0, errNoPortIO }
 func (e emuEnv) Out(port uint16, size int, v uint32) error { return errNoPortIO }
 
+// CPUID is the guest's table with the features x86emu checks before
+// running an instruction forced on: KVM hands over only instructions the
+// host processor would have run whatever the guest's CPUID says (RDTSCP,
+// POPCNT, RDRAND, ...), so they must not raise #UD here.
 func (e emuEnv) CPUID(leaf, subleaf uint32) (a, b, c, d uint32) {
 	if l := cpu.Lookup(e.m.cpuid, leaf, subleaf); l != nil {
-		return l.Eax, l.Ebx, l.Ecx, l.Edx
+		a, b, c, d = l.Eax, l.Ebx, l.Ecx, l.Edx
 	}
-	return 0, 0, 0, 0
+	switch {
+	case leaf == 1:
+		c |= 1<<23 | 1<<30 // POPCNT, RDRAND
+	case leaf == 7 && subleaf == 0:
+		b |= 1<<3 | 1<<18 // BMI1 (TZCNT), RDSEED
+		c |= 1 << 22      // RDPID
+	case leaf == 0x80000001:
+		c |= 1 << 5  // LZCNT
+		d |= 1 << 27 // RDTSCP
+	}
+	return a, b, c, d
 }
 
 func (e emuEnv) ReadMSR(index uint32) (uint64, bool, error) {
@@ -83,7 +83,7 @@ func (m *Machine) emulate() error {
 	if err != nil {
 		return err
 	}
-	cpu := x86emu.CPU{Regs: regs, Sregs: sregs, TSCAux: m.tscAux}
+	cpu := x86emu.CPU{Regs: regs, Sregs: sregs, TSCAux: m.TSCAux()}
 	_, err = x86emu.Step(&cpu, emuEnv{m})
 	var unsup *x86emu.UnsupportedError
 	switch {

@@ -52,11 +52,34 @@ func needKVM(tb testing.TB) {
 	f.Close()
 }
 
-// newTestMachine builds a machine on real KVM with no-op hooks and closes it
-// when the test ends.
+// testAccels are the CPUs tests run guests on: the soft CPU everywhere,
+// and KVM where this host has it.
+func testAccels() []Accel {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return []Accel{AccelSoft}
+	}
+	f.Close()
+	return []Accel{AccelSoft, AccelKVM}
+}
+
+// forEachAccel runs fn as a subtest per CPU in testAccels.
+func forEachAccel(t *testing.T, fn func(t *testing.T, accel Accel)) {
+	for _, a := range testAccels() {
+		t.Run(string(a), func(t *testing.T) { fn(t, a) })
+	}
+}
+
+// newTestMachine builds a machine with no-op hooks (on the soft CPU unless
+// cfg says otherwise) and closes it when the test ends.
 func newTestMachine(tb testing.TB, cfg Config) *Machine {
 	tb.Helper()
-	needKVM(tb)
+	if cfg.Accel == "" {
+		cfg.Accel = AccelSoft
+	}
+	if cfg.Accel == AccelKVM {
+		needKVM(tb)
+	}
 	if cfg.Hooks == nil {
 		cfg.Hooks = &nopHooks{}
 	}
@@ -80,6 +103,9 @@ func newChecked(t *testing.T, cfg Config) (m *Machine, err error) {
 	}()
 	if cfg.Hooks == nil {
 		cfg.Hooks = &nopHooks{}
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = AccelSoft
 	}
 	m, err = New(cfg)
 	if m != nil {

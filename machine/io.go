@@ -6,17 +6,9 @@ import (
 
 // handleIO dispatches a port access to its device, one element at a time
 // for string I/O.
-func (m *Machine) handleIO() error {
-	io, data := m.vcpu.IO()
-	if data == nil {
-		res := m.finish(ReasonInternal, 0, "malformed port I/O exit")
-		m.result = &res
-		return nil
-	}
-	out := io.Direction == 1
-	size := int(io.Size)
-	for i := 0; i < int(io.Count); i++ {
-		if err := m.portAccess(io.Port, out, data[i*size:(i+1)*size]); err != nil {
+func (m *Machine) handleIO(ex *exit) error {
+	for i := 0; i < ex.count; i++ {
+		if err := m.portAccess(ex.port, ex.out, ex.data[i*ex.size:(i+1)*ex.size]); err != nil {
 			return err
 		}
 		if m.result != nil {

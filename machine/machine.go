@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"os/signal"
 	"runtime"
 	"sync"
 	"time"
-	"vmrr/machine/cpu"
 
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 )
 
 // DefaultMemory is the guest RAM size when Config.MemoryBytes is zero.
@@ -26,9 +23,17 @@ type Config struct {
 	Boot        BootProtocol // "" detects it from the image
 	Console     io.Writer    // COM1 output; io.Discard if nil
 	Hooks       Hooks        // where outside-world inputs come from; required
-	// CPUID is the table the guest sees; nil derives a fixed table from
-	// what this host's KVM supports (DefaultCPUID).
+	// CPUID is the table the guest sees; nil takes the backend's default
+	// (DefaultCPUID on KVM, SoftCPUID on soft).
 	CPUID []cpu.CPUIDEntry
+	// Accel is the CPU backend: AccelKVM or AccelSoft ("" is AccelKVM;
+	// AccelAuto is resolved by the caller with ChooseAccel).
+	Accel Accel
+	// TLBSync makes the soft CPU's MMU drop translations built from a page
+	// the guest writes (the T bit); without it the soft TLB keeps stale
+	// entries until INVLPG or a CR3 load, as hardware does. KVM ignores it
+	// (tlbsync.Attach does the job there).
+	TLBSync bool
 }
 
 // InputKind says which device register an outside-world input is for.
@@ -141,11 +146,13 @@ type Position struct {
 
 func (p Position) String() string { return fmt.Sprintf("exit %d insn %d", p.Exit, p.Insn) }
 
-// Machine is a KVM VM with one vCPU, RAM, devices and the exit loop.
+// Machine is a PC with one vCPU, RAM, devices and the exit loop, on a CPU
+// backend: KVM or the soft CPU.
 type Machine struct {
-	sys   *kvm.System
-	vm    *kvm.VM
-	vcpu  *kvm.VCPU
+	vcpu  backend
+	kvm   *kvmBackend  // the KVM backend, nil on soft
+	soft  *softBackend // the soft CPU, nil on KVM
+	slots *slotTable   // KVM memory slots holding RAM (protect_kvm.go)
 	mem   *Memory
 	hooks Hooks
 	boot  BootProtocol
@@ -161,7 +168,6 @@ type Machine struct {
 	unknown     map[uint16]bool // unknown ports already reported
 	Warnings    io.Writer       // where one-time warnings go (unknown ports); nil = none
 	Trace       io.Writer       // if set, every exit is traced here
-	debugCtl    kvm.GuestDebug
 	stepping    bool
 	breakpoints []uint64
 	afterIO     []func() error
@@ -176,19 +182,6 @@ type Machine struct {
 	tscAux              uint64
 	result              *Result
 	closeOnce           sync.Once
-}
-
-var kickOnce sync.Once
-
-// catchKicks installs a handler for the kick signal. An ignored signal would
-// not interrupt KVM_RUN, and an unhandled one would kill the process.
-func catchKicks() {
-	c := make(chan os.Signal, 16)
-	signal.Notify(c, kvm.KickSignal)
-	go func() {
-		for range c {
-		}
-	}()
 }
 
 // New builds a machine and loads the image. The caller must Close it.
@@ -211,42 +204,27 @@ func New(cfg Config) (m *Machine, err error) {
 			return nil, err
 		}
 	}
-	kickOnce.Do(catchKicks)
-	sys, err := kvm.Open()
-	if err != nil {
-		return nil, err
-	}
-	mm := &Machine{sys: sys, hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}, atDeterministicExit: true}
+	mm := &Machine{hooks: cfg.Hooks, boot: boot, unknown: map[uint16]bool{}, atDeterministicExit: true}
 	m = mm
 	defer func() {
 		if err != nil {
 			mm.Close()
 		}
 	}()
-	if m.vm, err = sys.CreateVM(); err != nil {
-		return nil, err
-	}
-	// Intel needs these three pages for real mode; they sit above RAM.
-	if err := m.vm.SetTSSAddr(0xfffbd000); err != nil {
-		return nil, err
-	}
 	if m.mem, err = newMemory(cfg.MemoryBytes); err != nil {
 		return nil, err
 	}
-	if err := m.vm.SetMemoryRegion(0, 0, 0, m.mem.b); err != nil {
-		return nil, err
-	}
-	if m.vcpu, err = m.vm.CreateVCPU(0); err != nil {
-		return nil, err
-	}
-	m.cpuid = cfg.CPUID
-	if m.cpuid == nil {
-		if m.cpuid, err = DefaultCPUID(sys); err != nil {
+	switch cfg.Accel {
+	case AccelKVM, "":
+		if m.kvm, m.cpuid, err = newKVMBackend(m.mem, cfg.CPUID); err != nil {
 			return nil, err
 		}
-	}
-	if err := m.vcpu.SetCPUID(m.cpuid); err != nil {
-		return nil, err
+		m.vcpu = m.kvm
+	case AccelSoft:
+		m.soft, m.cpuid = newSoftBackend(m, cfg.CPUID, cfg.TLBSync)
+		m.vcpu = m.soft
+	default:
+		return nil, fmt.Errorf("machine: accelerator %q: want kvm or soft", cfg.Accel)
 	}
 	m.pic = newPIC()
 	m.pit = newPIT()
@@ -257,10 +235,8 @@ func New(cfg Config) (m *Machine, err error) {
 	if err := m.load(cfg.Image, boot); err != nil {
 		return nil, err
 	}
-	if m.vcpu.HasInsnCounter() {
-		if m.insnBase, err = m.vcpu.InsnCount(); err != nil {
-			return nil, err
-		}
+	if n, ok := m.vcpu.insnCount(); ok {
+		m.insnBase = n
 	}
 	return m, nil
 }
@@ -269,16 +245,10 @@ func New(cfg Config) (m *Machine, err error) {
 func (m *Machine) Close() error {
 	m.closeOnce.Do(func() {
 		if m.vcpu != nil {
-			m.vcpu.Close()
-		}
-		if m.vm != nil {
-			m.vm.Close()
+			m.vcpu.close()
 		}
 		if m.mem != nil {
 			m.mem.free()
-		}
-		if m.sys != nil {
-			m.sys.Close()
 		}
 	})
 	return nil
@@ -303,8 +273,27 @@ func (m *Machine) CPUID() []cpu.CPUIDEntry { return m.cpuid }
 // Memory is guest RAM.
 func (m *Machine) Memory() *Memory { return m.mem }
 
-// VCPU is the vCPU, for hooks that arm breakpoints or read registers.
-func (m *Machine) VCPU() *kvm.VCPU { return m.vcpu }
+// Accel is the CPU backend running the guest.
+func (m *Machine) Accel() Accel { return m.vcpu.accel() }
+
+// Regs reads the general registers, RIP and RFLAGS.
+func (m *Machine) Regs() (cpu.Regs, error) { return m.vcpu.Regs() }
+
+// SetRegs writes the general registers, RIP and RFLAGS.
+func (m *Machine) SetRegs(r *cpu.Regs) error { return m.vcpu.SetRegs(r) }
+
+// Sregs reads the segment and control registers.
+func (m *Machine) Sregs() (cpu.Sregs, error) { return m.vcpu.Sregs() }
+
+// SetSregs writes the segment and control registers.
+func (m *Machine) SetSregs(s *cpu.Sregs) error { return m.vcpu.SetSregs(s) }
+
+// Events reads the vCPU's pending events and interrupt shadow.
+func (m *Machine) Events() (cpu.Events, error) { return m.vcpu.Events() }
+
+// Kick makes the running guest stop soon at an instruction boundary (the
+// hooks see it through Interrupted). Safe from any goroutine.
+func (m *Machine) Kick() { m.vcpu.kick() }
 
 // UART is COM1.
 func (m *Machine) UART() *UART { return m.uart }
@@ -319,16 +308,13 @@ func (m *Machine) RaiseIRQ(irq int) {
 }
 
 // HasInsnCounter reports whether positions include an exact instruction count.
-func (m *Machine) HasInsnCounter() bool { return m.vcpu.HasInsnCounter() }
+func (m *Machine) HasInsnCounter() bool { _, ok := m.vcpu.insnCount(); return ok }
 
 // Position is the current position. It reads the instruction counter.
 func (m *Machine) Position() Position {
 	p := Position{Exit: m.exits}
-	if m.vcpu.HasInsnCounter() {
-		n, err := m.vcpu.InsnCount()
-		if err == nil {
-			p.Insn = n - m.insnBase
-		}
+	if n, ok := m.vcpu.insnCount(); ok {
+		p.Insn = n - m.insnBase
 	}
 	return p
 }
@@ -341,10 +327,35 @@ func (m *Machine) CountExit() { m.exits++ }
 func (m *Machine) Exits() uint64 { return m.exits }
 
 // SetTSCAux sets IA32_TSC_AUX as RDTSCP and RDPID see it.
-func (m *Machine) SetTSCAux(v uint64) { m.tscAux = v }
+func (m *Machine) SetTSCAux(v uint64) {
+	if m.soft != nil {
+		m.soft.c.TSCAux = v
+	}
+	m.tscAux = v
+}
 
 // TSCAux is IA32_TSC_AUX as RDTSCP and RDPID see it.
-func (m *Machine) TSCAux() uint64 { return m.tscAux }
+func (m *Machine) TSCAux() uint64 {
+	if m.soft != nil {
+		return m.soft.c.TSCAux
+	}
+	return m.tscAux
+}
+
+// StopAt makes the running guest stop (the hooks see it through
+// Interrupted) when the position's instruction count reaches insn, where
+// the CPU counts instructions exactly; 0 clears it. It reports whether the
+// CPU can.
+func (m *Machine) StopAt(insn uint64) bool {
+	if m.soft == nil {
+		return false
+	}
+	m.soft.stopAt = 0
+	if insn != 0 {
+		m.soft.stopAt = m.insnBase + insn
+	}
+	return true
+}
 
 // SetSingleStep turns the VMM's single-stepping on or off.
 func (m *Machine) SetSingleStep(on bool) { m.stepping = on }
@@ -365,30 +376,8 @@ func (m *Machine) SetBreakpoints(addrs []uint64) error {
 // Breakpoints returns the armed hardware breakpoints.
 func (m *Machine) Breakpoints() []uint64 { return m.breakpoints }
 
-// applyGuestDebug programs KVM_SET_GUEST_DEBUG when the wanted state changed.
-func (m *Machine) applyGuestDebug() error {
-	d := kvm.GuestDebug{}
-	if m.stepping || len(m.breakpoints) > 0 {
-		d.Control = kvm.GuestDbgEnable
-	}
-	if m.stepping {
-		d.Control |= kvm.GuestDbgSingleStep
-	}
-	if len(m.breakpoints) > 0 {
-		d.Control |= kvm.GuestDbgUseHWBP
-		var dr7 uint64
-		for i, a := range m.breakpoints {
-			d.DebugReg[i] = a
-			dr7 |= 1 << (2 * i) // local enable, execute, length 1
-		}
-		d.DebugReg[7] = dr7 | 0x400
-	}
-	if d == m.debugCtl {
-		return nil
-	}
-	m.debugCtl = d
-	return m.vcpu.SetGuestDebug(&d)
-}
+// applyGuestDebug arms the wanted single-stepping and breakpoints.
+func (m *Machine) applyGuestDebug() error { return m.vcpu.setDebug(m.stepping, m.breakpoints) }
 
 // AfterIO registers fn to run once the current port I/O exit is complete,
 // when registers may be changed (KVM finishes a PIO instruction only on the
@@ -404,11 +393,9 @@ func (m *Machine) completeIO() error {
 	if m.result != nil {
 		return nil
 	}
-	m.vcpu.State().ImmediateExit = 1
-	if err := m.vcpu.Run(); err != nil && !errors.Is(err, kvm.ErrInterrupted) {
+	if err := m.vcpu.completeIO(); err != nil {
 		return err
 	}
-	m.vcpu.State().ImmediateExit = 0
 	fns := m.afterIO
 	m.afterIO = nil
 	for _, fn := range fns {
@@ -471,8 +458,7 @@ func (m *Machine) End(r Reason, detail string) {
 // step is one trip through the exit loop: hooks, interrupt injection,
 // KVM_RUN, and dispatch of the exit.
 func (m *Machine) step() error {
-	run := m.vcpu.State()
-	injected := false
+	injected, window := false, false
 	var injectedVector uint8
 	for {
 		if err := m.hooks.BeforeRun(m); err != nil {
@@ -482,7 +468,7 @@ func (m *Machine) step() error {
 			return nil
 		}
 		_, pending := m.pic.Pending()
-		run.RequestInterruptWindow = 0
+		window = false
 		if !pending || injected {
 			break
 		}
@@ -492,7 +478,7 @@ func (m *Machine) step() error {
 		// would not be there to give it; the window exit comes at a place
 		// both agree on.
 		if !(m.atDeterministicExit || m.delivered) || !m.interruptible() {
-			run.RequestInterruptWindow = 1
+			window = true
 			break
 		}
 		// An injection changes what later events do (a second IRQ raised
@@ -510,7 +496,7 @@ func (m *Machine) step() error {
 			}
 		}
 		vec, _ := m.pic.Acknowledge()
-		if err := m.vcpu.Interrupt(vec); err != nil {
+		if err := m.vcpu.interrupt(vec); err != nil {
 			return err
 		}
 		injectedVector = vec
@@ -522,7 +508,7 @@ func (m *Machine) step() error {
 	// unstepped one does. Let KVM run an HLT unstepped: it exits as usual.
 	stepping, bps := m.stepping, m.breakpoints
 	m.stepBP = 0
-	if stepping {
+	if stepping && m.kvm != nil {
 		m.adjustStep(injected, injectedVector)
 	}
 	err := m.applyGuestDebug()
@@ -531,28 +517,15 @@ func (m *Machine) step() error {
 		return err
 	}
 	m.delivered = false
-	err = m.vcpu.Run()
-	m.atDeterministicExit = err == nil && deterministicExit(run.ExitReason)
-	if errors.Is(err, kvm.ErrInterrupted) {
+	ex, err := m.vcpu.run(window)
+	m.atDeterministicExit = err == nil && ex.deterministic
+	if errors.Is(err, errKicked) {
 		return m.hooks.Interrupted(m)
 	}
 	if err != nil {
 		return err
 	}
-	return m.dispatch()
-}
-
-// deterministicExit reports whether an exit reason is caused by the guest's
-// own instructions (so record and replay see it at the same place).
-func deterministicExit(reason uint32) bool {
-	switch reason {
-	case kvm.ExitIntr, kvm.ExitDebug, kvm.ExitIRQWindowOpen:
-		// Kicks and debug stops are the VMM's own; and on hosts like PVM
-		// the interrupt-window exit comes some way after the window opened,
-		// at a place that varies from run to run.
-		return false
-	}
-	return true
+	return m.dispatch(ex)
 }
 
 // AtDeterministicExit reports whether the vCPU stopped at an exit the
@@ -592,31 +565,30 @@ func (m *Machine) MayInject() bool { return m.atDeterministicExit || m.delivered
 // at the current position, where an interrupt may now be injected.
 func (m *Machine) Delivered() { m.delivered = true }
 
-func (m *Machine) dispatch() error {
-	run := m.vcpu.State()
+func (m *Machine) dispatch(ex *exit) error {
 	if m.Trace != nil {
 		regs, _ := m.vcpu.Regs()
-		fmt.Fprintf(m.Trace, "exit %d reason %d %s rip %#x if %d\n", m.exits, run.ExitReason, m.Position(), regs.RIP, run.IFFlag)
+		fmt.Fprintf(m.Trace, "exit %d kind %d %s rip %#x if %d\n", m.exits, ex.kind, m.Position(), regs.RIP, regs.RFLAGS>>9&1)
 	}
-	switch run.ExitReason {
-	case kvm.ExitIO:
+	switch ex.kind {
+	case exitIO:
 		m.exits++
-		if err := m.handleIO(); err != nil {
+		if err := m.handleIO(ex); err != nil {
 			return err
 		}
 		return m.completeIO()
-	case kvm.ExitMMIO:
+	case exitMMIO:
 		m.exits++
-		if err := m.handleMMIO(); err != nil {
+		if err := m.handleMMIO(ex); err != nil {
 			return err
 		}
 		return m.completeIO()
-	case kvm.ExitHLT:
+	case exitHLT:
 		m.exits++
 		return m.handleHLT()
-	case kvm.ExitIRQWindowOpen, kvm.ExitIntr:
+	case exitWindow:
 		return nil
-	case kvm.ExitDebug:
+	case exitDebug:
 		if h := m.stepBP; h != 0 {
 			// The breakpoint that stands in for a single-step (see
 			// adjustStep).
@@ -625,24 +597,24 @@ func (m *Machine) dispatch() error {
 				return nil
 			}
 		}
-		return m.hooks.Debug(m, *m.vcpu.Debug())
-	case kvm.ExitShutdown:
+		return m.hooks.Debug(m, ex.debug)
+	case exitShutdown:
 		m.exits++
 		res := m.finish(ReasonTripleFault, 0, "the guest shut the machine down (an exception it could not handle)")
 		m.result = &res
 		return nil
-	case kvm.ExitInternalError:
+	case exitEmulate:
 		m.exits++
-		return m.handleInternal()
-	case kvm.ExitX86RDMSR, kvm.ExitX86WRMSR:
+		return m.emulate()
+	case exitMSR:
 		m.exits++
-		return m.handleMSR(run.ExitReason == kvm.ExitX86WRMSR)
-	case kvm.ExitFailEntry:
-		res := m.finish(ReasonInternal, 0, "KVM refused to enter the guest (invalid vCPU state)")
-		m.result = &res
-		return nil
+		ok, err := m.msrAccess(ex.msrIndex, ex.msrWrite, ex.msrData)
+		m.vcpu.finishMSR(ok)
+		return err
+	case exitInternal:
+		m.exits++
 	}
-	res := m.finish(ReasonInternal, 0, fmt.Sprintf("unexpected KVM exit reason %d", run.ExitReason))
+	res := m.finish(ReasonInternal, 0, ex.detail)
 	m.result = &res
 	return nil
 }
@@ -651,11 +623,10 @@ func (m *Machine) handleHLT() error {
 	if err := m.applyGuestDebug(); err != nil {
 		return err
 	}
-	run := m.vcpu.State()
 	if _, ok := m.pic.Pending(); ok {
 		return nil
 	}
-	if run.IFFlag == 0 {
+	if regs, err := m.vcpu.Regs(); err != nil || regs.RFLAGS&cpu.FlagIF == 0 {
 		res := m.finish(ReasonHung, 0, "halted with interrupts disabled")
 		m.result = &res
 		return nil
@@ -673,14 +644,13 @@ func (m *Machine) handleHLT() error {
 
 // handleMMIO: a write to write-protected RAM goes to its handler (tlbsync);
 // there are no MMIO devices, and reads see all ones.
-func (m *Machine) handleMMIO() error {
-	mm := m.vcpu.MMIO()
-	if mm.IsWrite != 0 && m.onRAMWrite != nil && mm.PhysAddr < m.mem.Size() && mm.Len <= 8 {
-		return m.onRAMWrite(mm.PhysAddr, mm.Data[:mm.Len])
+func (m *Machine) handleMMIO(ex *exit) error {
+	if ex.write && m.onRAMWrite != nil && ex.gpa < m.mem.Size() {
+		return m.onRAMWrite(ex.gpa, ex.mmio)
 	}
-	if mm.IsWrite == 0 {
-		for i := range mm.Data {
-			mm.Data[i] = 0xff
+	if !ex.write {
+		for i := range ex.mmio {
+			ex.mmio[i] = 0xff
 		}
 	}
 	return nil
@@ -691,16 +661,6 @@ const (
 	msrTSC    = 0x10
 	msrTSCAux = 0xc0000103
 )
-
-func (m *Machine) handleMSR(write bool) error {
-	e := m.vcpu.MSR()
-	ok, err := m.msrAccess(e.Index, write, &e.Data)
-	e.Error = 1 // #GP: the guest may not set the TSC
-	if ok {
-		e.Error = 0
-	}
-	return err
-}
 
 // msrAccess reads or writes an MSR the VMM keeps; ok=false raises #GP in
 // the guest.
@@ -713,9 +673,9 @@ func (m *Machine) msrAccess(index uint32, write bool, data *uint64) (ok bool, er
 		}
 		*data = v
 	case index == msrTSCAux && !write:
-		*data = m.tscAux
+		*data = m.TSCAux()
 	case index == msrTSCAux && write:
-		m.tscAux = *data & 0xffffffff
+		m.SetTSCAux(*data & 0xffffffff)
 	default:
 		return false, nil
 	}
@@ -742,9 +702,6 @@ func (m *Machine) Pending() bool { _, ok := m.pic.Pending(); return ok }
 // RAM that is mapped read-only (the write arrives as an MMIO exit; the
 // handler must apply it).
 func (m *Machine) SetRAMWriteHandler(fn func(gpa uint64, data []byte) error) { m.onRAMWrite = fn }
-
-// VM is the KVM VM, for memory-slot changes.
-func (m *Machine) VM() *kvm.VM { return m.vm }
 
 // adjustStep changes how the next entry steps where a plain single-step
 // would not stop where an unstepped run does, or would change the guest:

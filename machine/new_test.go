@@ -114,7 +114,6 @@ func openFDs(t *testing.T) int {
 // TestNewLoadErrors covers images that fail to load after New has opened
 // KVM: New must return the loader's error and release what it opened.
 func TestNewLoadErrors(t *testing.T) {
-	needKVM(t)
 	cases := badLoads()
 	cases = append(cases, struct {
 		name  string
@@ -145,10 +144,13 @@ func TestNewLoadErrors(t *testing.T) {
 
 // TestNewCloses checks that a machine releases its descriptors on Close.
 func TestNewCloses(t *testing.T) {
-	needKVM(t)
+	forEachAccel(t, testNewCloses)
+}
+
+func testNewCloses(t *testing.T, accel Accel) {
 	before := openFDs(t)
 	for i := 0; i < 8; i++ {
-		m, err := New(Config{Image: codeExit, MemoryBytes: 2 << 20, Hooks: &nopHooks{}})
+		m, err := New(Config{Image: codeExit, MemoryBytes: 2 << 20, Hooks: &nopHooks{}, Accel: accel})
 		if err != nil {
 			t.Fatal(err)
 		}

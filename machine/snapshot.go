@@ -103,7 +103,7 @@ func (m *Machine) SaveDevices() DeviceState {
 		pic: *m.pic, pit: *m.pit, rtc: *m.rtc,
 		uart: uartState{rx: append([]byte(nil), u.rx...), ier: u.ier, lcr: u.lcr, mcr: u.mcr, scr: u.scr,
 			dll: u.dll, dlm: u.dlm, fcr: u.fcr, thrInt: u.thrInt, line: u.line},
-		exits: m.exits, insn: m.Position().Insn, tscAux: m.tscAux,
+		exits: m.exits, insn: m.Position().Insn, tscAux: m.TSCAux(),
 		atDeterministicExit: m.atDeterministicExit, emulated: m.emulated,
 		consoleN: m.console.n, consoleCRC: m.console.crc,
 	}
@@ -118,16 +118,13 @@ func (m *Machine) RestoreDevices(d *DeviceState) error {
 	u.rx = append(u.rx[:0], d.uart.rx...)
 	u.ier, u.lcr, u.mcr, u.scr, u.dll, u.dlm, u.fcr = d.uart.ier, d.uart.lcr, d.uart.mcr, d.uart.scr, d.uart.dll, d.uart.dlm, d.uart.fcr
 	u.thrInt, u.line = d.uart.thrInt, d.uart.line
-	m.exits, m.tscAux, m.emulated = d.exits, d.tscAux, d.emulated
+	m.exits, m.emulated = d.exits, d.emulated
+	m.SetTSCAux(d.tscAux)
 	m.console.n, m.console.crc = d.consoleN, d.consoleCRC
 	m.atDeterministicExit, m.delivered = d.atDeterministicExit, false
 	m.result = nil
 	m.afterIO = nil
-	if m.vcpu.HasInsnCounter() {
-		n, err := m.vcpu.InsnCount()
-		if err != nil {
-			return err
-		}
+	if n, ok := m.vcpu.insnCount(); ok {
 		m.insnBase = n - d.insn
 	}
 	return nil

@@ -67,8 +67,14 @@ func NewTrapper(mode Mode, image []byte, values Values) (*Trapper, error) {
 }
 
 // Install applies the patches to the loaded guest and, in exact mode,
-// starts single-stepping.
+// starts single-stepping. The soft CPU needs neither: its interpreter
+// hands every non-deterministic instruction to NonDet, so there the
+// trapper patches nothing and the modes do not differ.
 func (t *Trapper) Install(m *machine.Machine) error {
+	if m.Accel() == machine.AccelSoft {
+		t.Patches = nil
+		return nil
+	}
 	if t.Mode == ModeExact {
 		m.SetSingleStep(true)
 	}
@@ -84,22 +90,39 @@ func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
 	return t.Values.Value(m, kind)
 }
 
-// NonDet serves the machine's emulator and MSR exits.
-func (t *Trapper) NonDet(m *machine.Machine, kind int) (uint64, error) { return t.value(m, kind) }
+// NonDet serves the machine's emulator and MSR exits. An instruction in
+// the guest's own ring code (the paravirtual ring) gets a host value that
+// does not go through the ring: the guest appends it there itself.
+func (t *Trapper) NonDet(m *machine.Machine, kind int) (uint64, error) {
+	if len(t.Ring) > 0 {
+		regs, err := m.Regs()
+		if err != nil {
+			return 0, err
+		}
+		sregs, err := m.Sregs()
+		if err != nil {
+			return 0, err
+		}
+		if t.inRing(sregs.CS.Base + regs.RIP) {
+			return Host(kind)
+		}
+	}
+	return t.value(m, kind)
+}
 
 // BeforeRun, in exact mode, emulates the non-deterministic instructions at
 // RIP before the guest runs them (single-stepping brings it here before
 // every instruction).
 func (t *Trapper) BeforeRun(m *machine.Machine) error {
-	if t.Mode != ModeExact {
+	if t.Mode != ModeExact || m.Accel() == machine.AccelSoft {
 		return nil
 	}
 	for {
-		regs, err := m.VCPU().Regs()
+		regs, err := m.Regs()
 		if err != nil {
 			return err
 		}
-		sregs, err := m.VCPU().Sregs()
+		sregs, err := m.Sregs()
 		if err != nil {
 			return err
 		}
@@ -118,7 +141,7 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 			return err
 		}
 		Apply(in, &regs, v, uint32(m.TSCAux()), mode)
-		if err := m.VCPU().SetRegs(&regs); err != nil {
+		if err := m.SetRegs(&regs); err != nil {
 			return err
 		}
 		// KVM's counter does not see this instruction: count it as a VMM
@@ -146,7 +169,7 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 		return false, nil
 	}
 	m.AfterIO(func() error {
-		regs, err := m.VCPU().Regs()
+		regs, err := m.Regs()
 		if err != nil {
 			return err
 		}
@@ -158,13 +181,13 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 		if err != nil {
 			return err
 		}
-		sregs, err := m.VCPU().Sregs()
+		sregs, err := m.Sregs()
 		if err != nil {
 			return err
 		}
 		regs.RIP = p.Addr
 		Apply(p.Inst, &regs, v, uint32(m.TSCAux()), machine.CPUMode(&sregs))
-		return m.VCPU().SetRegs(&regs)
+		return m.SetRegs(&regs)
 	})
 	return true, nil
 }

@@ -7,10 +7,9 @@ import (
 	"io"
 	"sync"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
+	"vmrr/machine/cpu"
 	"vmrr/nondet"
 )
 
@@ -38,7 +37,7 @@ type Live struct {
 
 	kickMu sync.Mutex
 	kick   *time.Timer
-	vcpu   *kvm.VCPU
+	m      *machine.Machine // the running machine, for kicks
 
 	// virtual, if set, is the instruction clock; skipped is the time an
 	// idle guest skipped ahead on it.
@@ -73,14 +72,14 @@ func (l *Live) readSerial(r io.Reader) {
 		if err != nil {
 			l.serialEOF = true
 		}
-		vcpu := l.vcpu
+		m := l.m
 		l.serialMu.Unlock()
 		select {
 		case l.wake <- struct{}{}:
 		default:
 		}
-		if vcpu != nil && n > 0 {
-			vcpu.Kick()
+		if m != nil && n > 0 {
+			m.Kick()
 		}
 		if err != nil {
 			return
@@ -142,9 +141,9 @@ func (l *Live) deliver(m *machine.Machine) {
 
 // BeforeRun delivers due events and arms a kick for the next tick.
 func (l *Live) BeforeRun(m *machine.Machine) error {
-	if l.vcpu == nil {
+	if l.m == nil {
 		l.serialMu.Lock()
-		l.vcpu = m.VCPU()
+		l.m = m
 		l.serialMu.Unlock()
 	}
 	l.deliver(m)
@@ -175,8 +174,7 @@ func (l *Live) armKick(m *machine.Machine) {
 	l.kickMu.Lock()
 	defer l.kickMu.Unlock()
 	if l.kick == nil {
-		vcpu := m.VCPU()
-		l.kick = time.AfterFunc(wait, vcpu.Kick)
+		l.kick = time.AfterFunc(wait, m.Kick)
 		return
 	}
 	l.kick.Reset(wait)

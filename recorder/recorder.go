@@ -35,6 +35,9 @@ type Options struct {
 	Timeout     time.Duration // 0: no limit
 	Warnings    io.Writer
 	TLBSync     bool // keep the TLB in step with page-table writes (tlbsync)
+	// Accel is the CPU: machine.AccelKVM or machine.AccelSoft ("" is
+	// KVM); the caller resolves auto (probe.ChooseAccel).
+	Accel machine.Accel
 }
 
 // Recorder is a live run whose every outside-world input is logged. It
@@ -63,7 +66,8 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 		return machine.Result{}, err
 	}
 	r.trap = trap
-	m, err := machine.New(machine.Config{MemoryBytes: opt.MemoryBytes, Image: opt.Image, Console: opt.Console, Hooks: r})
+	m, err := machine.New(machine.Config{MemoryBytes: opt.MemoryBytes, Image: opt.Image, Console: opt.Console, Hooks: r,
+		Accel: opt.Accel, TLBSync: opt.TLBSync})
 	if err != nil {
 		return machine.Result{}, err
 	}
@@ -77,10 +81,10 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	if err := trap.Install(m); err != nil {
 		return machine.Result{}, err
 	}
-	if opt.Mode == nondet.ModeExact {
+	if opt.Mode == nondet.ModeExact && m.Accel() == machine.AccelKVM {
 		r.Live.UseInstructionClock(m)
 	}
-	if opt.Mode == nondet.ModeFast && w != nil && opt.Warnings != nil && m.Boot() == machine.BootFlat {
+	if opt.Mode == nondet.ModeFast && m.Accel() == machine.AccelKVM && w != nil && opt.Warnings != nil && m.Boot() == machine.BootFlat {
 		fmt.Fprintln(opt.Warnings, "vmrr: warning: fast mode finds the instructions to patch in ELF sections; a flat image gets none, so any RDTSC/RDRAND it runs natively will not replay (use --mode exact)")
 	}
 	if opt.TLBSync {
@@ -129,6 +133,7 @@ func header(m *machine.Machine, trap *nondet.Trapper, opt Options) *logfmt.Heade
 		StartTime:   time.Now().UTC(),
 		Host:        hostDescription(),
 		TLBSync:     opt.TLBSync,
+		Accel:       string(m.Accel()),
 	}
 	if opt.EmbedImage {
 		h.Image = opt.Image
@@ -177,7 +182,7 @@ func (r *Recorder) append(e *logfmt.Event) {
 
 // landing describes where the guest stands, for an asynchronous event.
 func (r *Recorder) landing(m *machine.Machine) (logfmt.Position, logfmt.Landing) {
-	regs, _ := m.VCPU().Regs()
+	regs, _ := m.Regs()
 	return pos(m.Position()), logfmt.Landing{RIP: regs.RIP, RegHash: machine.RegHash(&regs)}
 }
 
@@ -197,7 +202,7 @@ func (r *Recorder) checkpoint(m *machine.Machine) {
 		return
 	}
 	r.lastCP = m.Exits()
-	regs, _ := m.VCPU().Regs()
+	regs, _ := m.Regs()
 	pages := m.PageHashes(nil)
 	// The pages that changed since the last checkpoint, with their hashes,
 	// let a diverging replay name the first page that differs.

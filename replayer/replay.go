@@ -88,6 +88,6 @@ func (e *Engine) Run() (*Outcome, error) {
 }
 
 func (e *Engine) rip() uint64 {
-	r, _ := e.m.VCPU().Regs()
+	r, _ := e.m.Regs()
 	return r.RIP
 }

@@ -25,6 +25,9 @@ type Options struct {
 	// applying an event before it reports where it is stuck. (A replay
 	// that runs past its next event is caught at once regardless.)
 	StuckAfter time.Duration
+	// Accel, if set, is the CPU the caller expects; a log recorded on
+	// another is refused. Replay always runs on the recording's CPU.
+	Accel machine.Accel
 }
 
 // Divergence is a replay that no longer matches its recording.
@@ -117,8 +120,15 @@ func Open(opt Options) (*Engine, error) {
 	for i, c := range e.hdr.CPUID {
 		cpuid[i] = cpu.CPUIDEntry{Function: c.Function, Index: c.Index, Flags: c.Flags, Eax: c.EAX, Ebx: c.EBX, Ecx: c.ECX, Edx: c.EDX}
 	}
+	accel, err := LogAccel(e.hdr)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Accel != "" && opt.Accel != machine.AccelAuto && opt.Accel != accel {
+		return nil, fmt.Errorf("replayer: the log was recorded on the %s CPU; it replays only there (not --accel %s)", accel, opt.Accel)
+	}
 	e.m, err = machine.New(machine.Config{MemoryBytes: e.hdr.MemoryBytes, Image: e.image, Boot: machine.BootProtocol(e.hdr.Boot),
-		Console: opt.Console, Hooks: e, CPUID: cpuid})
+		Console: opt.Console, Hooks: e, CPUID: cpuid, Accel: accel, TLBSync: e.hdr.TLBSync})
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +149,18 @@ func Open(opt Options) (*Engine, error) {
 	e.advance()
 	ok = true
 	return e, nil
+}
+
+// LogAccel is the CPU a log was recorded on (a log that does not say is
+// from KVM).
+func LogAccel(h *logfmt.Header) (machine.Accel, error) {
+	switch a := machine.Accel(h.Accel); a {
+	case "":
+		return machine.AccelKVM, nil
+	case machine.AccelKVM, machine.AccelSoft:
+		return a, nil
+	}
+	return "", fmt.Errorf("replayer: log header: unknown CPU %q", h.Accel)
 }
 
 // patchInst recovers a patch's instruction details by decoding the
@@ -256,7 +278,7 @@ func (e *Engine) apply(m *machine.Machine) error {
 		ev := e.next
 		if cur != ev.Pos {
 			if ev.Pos.Less(cur) {
-				regs, _ := m.VCPU().Regs()
+				regs, _ := m.Regs()
 				return e.diverge("the replay passed %s without reaching it%s: now at %s RIP %#x", describe(ev), e.missed, cur, regs.RIP)
 			}
 			return nil
@@ -315,7 +337,7 @@ func (e *Engine) land(m *machine.Machine, ev *logfmt.Event) (bool, error) {
 	if ev.Landing.RIP == 0 && ev.Landing.RegHash == 0 {
 		return true, nil // logged without a landing
 	}
-	regs, err := m.VCPU().Regs()
+	regs, err := m.Regs()
 	if err != nil {
 		return false, err
 	}
@@ -347,7 +369,7 @@ func reasonOf(s string) machine.Reason {
 
 // checkpoint compares the state with a recorded checkpoint.
 func (e *Engine) checkpoint(m *machine.Machine, ev *logfmt.Event) error {
-	regs, err := m.VCPU().Regs()
+	regs, err := m.Regs()
 	if err != nil {
 		return err
 	}
@@ -449,6 +471,9 @@ func (e *Engine) aim(m *machine.Machine) error {
 		return nil
 	}
 	want := append([]uint64(nil), e.userBPs...)
+	if e.aimExact(m) {
+		return m.SetBreakpoints(want)
+	}
 	if ev := e.next; ev != nil && !m.SingleStepping() && ev.Pos.Exit == m.Exits() {
 		switch ev.Kind {
 		case logfmt.KindInterrupt, logfmt.KindInject, logfmt.KindSerialRX:
@@ -460,6 +485,17 @@ func (e *Engine) aim(m *machine.Machine) error {
 		}
 	}
 	return m.SetBreakpoints(want)
+}
+
+// aimExact, where the CPU counts instructions exactly (soft), makes the
+// guest stop at the next event's instruction count: the event is applied
+// there, with no breakpoint and no search.
+func (e *Engine) aimExact(m *machine.Machine) bool {
+	var at uint64
+	if ev := e.next; ev != nil && ev.Pos.Insn > m.Position().Insn {
+		at = ev.Pos.Insn
+	}
+	return m.StopAt(at)
 }
 
 // Debug handles a breakpoint hit or a single-step: a breakpoint at the
@@ -478,7 +514,7 @@ func (e *Engine) Debug(m *machine.Machine, d cpu.DebugExit) error {
 		return nil // BeforeRun applies it
 	}
 	if len(e.userBPs) > 0 {
-		regs, err := m.VCPU().Regs()
+		regs, err := m.Regs()
 		if err != nil {
 			return err
 		}
@@ -523,7 +559,7 @@ func (e *Engine) Idle(m *machine.Machine) error {
 		}
 		return e.endOfLog()
 	}
-	regs, _ := m.VCPU().Regs()
+	regs, _ := m.Regs()
 	return e.diverge("the guest halted at %s RIP %#x, waiting for an interrupt, but the next event is %s at %s",
 		pos(m.Position()), regs.RIP, describe(e.next), e.next.Pos)
 }
@@ -559,7 +595,7 @@ func (e *Engine) Port(m *machine.Machine, port uint16, out bool, data []byte) (b
 // instruction, so a replay never loses its way silently).
 func (e *Engine) Interrupted(m *machine.Machine) error {
 	if e.stuckAfter > 0 && time.Since(e.progress) > e.stuckAfter && e.stop == nil {
-		regs, _ := m.VCPU().Regs()
+		regs, _ := m.Regs()
 		next := "the end of the log"
 		if e.next != nil {
 			next = describe(e.next) + " at " + e.next.Pos.String()
@@ -569,7 +605,7 @@ func (e *Engine) Interrupted(m *machine.Machine) error {
 	if ev := e.next; ev != nil {
 		cur := pos(m.Position())
 		if ev.Pos.Less(cur) && ev.Pos.Exit <= cur.Exit {
-			regs, _ := m.VCPU().Regs()
+			regs, _ := m.Regs()
 			return e.diverge("the replay ran past %s at %s without reaching it: now at %s RIP %#x", describe(ev), ev.Pos, cur, regs.RIP)
 		}
 	}
@@ -590,7 +626,7 @@ func (e *Engine) kickEvery(d time.Duration) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				e.m.VCPU().Kick()
+				e.m.Kick()
 			case <-done:
 				return
 			}

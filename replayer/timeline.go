@@ -126,7 +126,7 @@ func (t *Timeline) Engine() *Engine { return t.e }
 
 func (t *Timeline) here() point {
 	mp := t.e.m.Position()
-	regs, _ := t.e.m.VCPU().Regs()
+	regs, _ := t.e.m.Regs()
 	return point{Position{Exit: mp.Exit, Insn: mp.Insn}, regs.RIP}
 }
 
@@ -151,7 +151,7 @@ func (t *Timeline) Registers() (Registers, error) {
 
 // ReadVirtual reads guest memory through the guest's page tables.
 func (t *Timeline) ReadVirtual(addr uint64, b []byte) (int, error) {
-	s, err := t.e.m.VCPU().Sregs()
+	s, err := t.e.m.Sregs()
 	if err != nil {
 		return 0, err
 	}
@@ -174,7 +174,7 @@ func (t *Timeline) ReadPhysical(addr uint64, b []byte) (int, error) {
 
 // Translate maps a virtual address through the guest's page tables.
 func (t *Timeline) Translate(addr uint64) (uint64, error) {
-	s, err := t.e.m.VCPU().Sregs()
+	s, err := t.e.m.Sregs()
 	if err != nil {
 		return 0, err
 	}
@@ -187,7 +187,7 @@ func (t *Timeline) Translate(addr uint64) (uint64, error) {
 func (t *Timeline) Interrupt() {
 	if t.running.Load() {
 		t.intr.Store(true)
-		t.e.m.VCPU().Kick()
+		t.e.m.Kick()
 	}
 }
 
@@ -393,7 +393,7 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 // resuming from there with a single-step would skip the handler's first
 // instruction. So no motion stops, checks or snapshots there.
 func (t *Timeline) injecting() bool {
-	ev, err := t.e.m.VCPU().Events()
+	ev, err := t.e.m.Events()
 	return err == nil && ev.I.Inject != 0
 }
 

@@ -135,7 +135,7 @@ func BenchmarkBeforeRun(b *testing.B) {
 	var base float64
 	b.Run("baseline-getregs", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := m.VCPU().Regs(); err != nil {
+			if _, err := m.Regs(); err != nil {
 				b.Fatal(err)
 			}
 		}

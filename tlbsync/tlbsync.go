@@ -34,7 +34,6 @@ import (
 	"slices"
 
 	"vmrr/machine"
-	"vmrr/machine/kvm"
 	"vmrr/tlbsync/pagewalk"
 )
 
@@ -61,6 +60,7 @@ type paging struct {
 type Sync struct {
 	m     *machine.Machine
 	stats Stats
+	soft  bool // the soft CPU's MMU does the work
 
 	looked  bool   // BeforeRun has looked at the machine at least once
 	exits   uint64 // the exit count it last looked at
@@ -75,8 +75,17 @@ type Sync struct {
 // Attach starts tracking a machine's page tables: it takes the machine's
 // handler for writes to read-only RAM. The first walk happens at the first
 // BeforeRun.
+//
+// On the soft CPU the MMU keeps the T bit itself (machine.Config.TLBSync):
+// Attach checks it is on, and Stats reports the MMU's counters.
 func Attach(m *machine.Machine) (*Sync, error) {
-	if m.VM().CheckExtension(kvm.CapReadonlyMem) <= 0 {
+	if m.Accel() == machine.AccelSoft {
+		if !m.SoftTLBSync() {
+			return nil, errors.New("tlbsync: the soft CPU was built without its T bit (machine.Config.TLBSync)")
+		}
+		return &Sync{m: m, soft: true}, nil
+	}
+	if !m.CanProtectPages() {
 		return nil, fmt.Errorf("tlbsync: this KVM has no read-only memory slots (KVM_CAP_READONLY_MEM); record with --tlbsync=off")
 	}
 	s := &Sync{m: m}
@@ -90,6 +99,9 @@ func Attach(m *machine.Machine) (*Sync, error) {
 // replayer call it before every entry; at a stop that is not a new exit
 // (a kick, a breakpoint) it does nothing, not even a system call.
 func (s *Sync) BeforeRun(m *machine.Machine) error {
+	if s.soft {
+		return nil
+	}
 	exits := m.Exits()
 	if s.looked && exits == s.exits && !s.dirty && !s.flush && !s.invalid {
 		return nil
@@ -98,7 +110,7 @@ func (s *Sync) BeforeRun(m *machine.Machine) error {
 	// memory may have changed behind our back.
 	back := s.looked && exits < s.exits
 	s.looked, s.exits = true, exits
-	sr, err := m.VCPU().Sregs()
+	sr, err := m.Sregs()
 	if err != nil {
 		return fmt.Errorf("tlbsync: read control registers at exit %d: %w", exits, err)
 	}
@@ -127,7 +139,13 @@ func (s *Sync) BeforeRun(m *machine.Machine) error {
 func (s *Sync) Invalidate() { s.invalid = true }
 
 // Stats reports the counters.
-func (s *Sync) Stats() Stats { return s.stats }
+func (s *Sync) Stats() Stats {
+	if s.soft {
+		t := s.m.SoftTLBStats()
+		return Stats{Marked: t.Marked, Writes: t.Dropped, Flushes: t.Dropped, Walks: t.Walks}
+	}
+	return s.stats
+}
 
 // Marked lists the marked pages, ascending.
 func (s *Sync) Marked() []uint64 { return slices.Clone(s.pages) }

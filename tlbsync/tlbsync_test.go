@@ -30,12 +30,12 @@ func tableMachine(t *testing.T, code []byte, h machine.Hooks) *machine.Machine {
 
 func setCR3(t *testing.T, m *machine.Machine, cr3 uint64) {
 	t.Helper()
-	s, err := m.VCPU().Sregs()
+	s, err := m.Sregs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.CR3 = cr3
-	if err := m.VCPU().SetSregs(&s); err != nil {
+	if err := m.SetSregs(&s); err != nil {
 		t.Fatal(err)
 	}
 }

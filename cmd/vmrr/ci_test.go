@@ -32,19 +32,10 @@ type ciTool struct {
 	bin string
 }
 
-// newCITool builds vmrr and skips the test when KVM is not usable.
+// newCITool uses the vmrr the end-to-end tests built.
 func newCITool(t *testing.T) *ciTool {
 	t.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("needs /dev/kvm: %v", err)
-	}
-	f.Close()
-	bin := filepath.Join(t.TempDir(), "vmrr")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return &ciTool{t: t, bin: bin}
+	return &ciTool{t: t, bin: e2eBin(t)}
 }
 
 // run runs vmrr with args and returns its status and output; only a

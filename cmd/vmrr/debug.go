@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"vmrr/gdbstub"
+	"vmrr/machine"
 	"vmrr/replayer"
 	"vmrr/shell"
 )
@@ -16,8 +17,12 @@ func init() {
 	register(&command{name: "shell", summary: "move around a replay at an interactive prompt", run: shellCmd})
 }
 
-// openTimeline opens a log for debugging, with --image.
-func openTimeline(fs *flag.FlagSet, imagePath string) (*replayer.Timeline, error) {
+// openTimeline opens a log for debugging, with --image and --accel.
+func openTimeline(fs *flag.FlagSet, imagePath, accelFlag string) (*replayer.Timeline, error) {
+	accel, err := replayAccel(accelFlag)
+	if err != nil {
+		return nil, err
+	}
 	var image []byte
 	if imagePath != "" {
 		var err error
@@ -25,23 +30,24 @@ func openTimeline(fs *flag.FlagSet, imagePath string) (*replayer.Timeline, error
 			return nil, err
 		}
 	}
-	return replayer.OpenTimeline(replayer.TimelineOptions{Options: replayer.Options{LogPath: fs.Arg(0), Image: image}})
+	return replayer.OpenTimeline(replayer.TimelineOptions{Options: replayer.Options{LogPath: fs.Arg(0), Image: image, Accel: accel}})
 }
 
 func gdbCmd(args []string) int {
 	fs := flag.NewFlagSet("gdb", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr gdb [--listen ADDR] [--image IMAGE] LOG\n\nthen in gdb: target remote ADDR")
+		fmt.Fprintln(fs.Output(), "usage: vmrr gdb [--listen ADDR] [--accel auto|kvm|soft] [--image IMAGE] LOG\n\nthen in gdb: target remote ADDR")
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", gdbstub.DefaultAddr, "address to serve the GDB remote protocol on")
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	trace := fs.Bool("trace", false, "log the protocol on stderr")
 	once := fs.Bool("once", false, "exit after the first gdb connection ends")
+	accel := fs.String("accel", string(machine.AccelAuto), "the CPU: auto (the recording's), or kvm or soft, which must be the recording's")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
 	}
-	tl, err := openTimeline(fs, *imagePath)
+	tl, err := openTimeline(fs, *imagePath, *accel)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -74,16 +80,17 @@ func gdbCmd(args []string) int {
 func shellCmd(args []string) int {
 	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr shell [-c 'cmd; cmd'] [--image IMAGE] LOG")
+		fmt.Fprintln(fs.Output(), "usage: vmrr shell [-c 'cmd; cmd'] [--accel auto|kvm|soft] [--image IMAGE] LOG")
 		fs.PrintDefaults()
 	}
 	cmds := fs.String("c", "", "run these commands (separated by ';') and exit")
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	history := fs.String("history", "", "history file (default ~/.vmrr_history)")
+	accel := fs.String("accel", string(machine.AccelAuto), "the CPU: auto (the recording's), or kvm or soft, which must be the recording's")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
 	}
-	tl, err := openTimeline(fs, *imagePath)
+	tl, err := openTimeline(fs, *imagePath, *accel)
 	if err != nil {
 		return fail("%v", err)
 	}

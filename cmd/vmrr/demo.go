@@ -31,14 +31,19 @@ func demoCmd(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	mode := fs.String("mode", string(nondet.ModeFast), "trapping mode: exact or fast")
 	keep := fs.String("o", "", "keep the log at this path (default: a temporary file)")
+	accelFlag := addAccelFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr demo [--mode fast|exact] [-o LOG]")
+		fmt.Fprintln(fs.Output(), "usage: vmrr demo [--accel auto|kvm|soft] [--mode fast|exact] [-o LOG]")
 		fs.PrintDefaults()
 	}
 	if st, ok := parseArgs(fs, args, 0); !ok {
 		return st
 	}
 	m, err := nondet.ParseMode(*mode)
+	if err != nil {
+		return fail("%v", err)
+	}
+	accel, err := chooseAccel(*accelFlag)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -64,7 +69,7 @@ func demoCmd(args []string) int {
 	var recOut bytes.Buffer
 	start := time.Now()
 	res, err := recorder.Record(f, recorder.Options{ImagePath: image, Image: demoGuest, EmbedImage: true, Mode: m,
-		Console: &recOut, TLBSync: true, Timeout: time.Minute})
+		Console: &recOut, TLBSync: true, Timeout: time.Minute, Accel: accel})
 	recTime := time.Since(start)
 	if err != nil {
 		return fail("record: %v", err)
@@ -94,6 +99,7 @@ func demoCmd(args []string) int {
 	fmt.Println()
 	fmt.Printf("guest status      %d (%s)\n", res.Status, res.Reason)
 	fmt.Printf("events            %s\n", counts)
+	fmt.Printf("CPU               %s\n", accel)
 	fmt.Printf("log size          %d bytes (%s mode, image embedded: %d bytes)\n", size, m, len(demoGuest))
 	fmt.Printf("record time       %v\n", recTime.Round(time.Millisecond))
 	fmt.Printf("replay times      %v, %v\n", repTimes[0].Round(time.Millisecond), repTimes[1].Round(time.Millisecond))

@@ -18,7 +18,7 @@ func init() {
 func recordCmd(args []string) int {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr record [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -48,6 +48,10 @@ func recordCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	accel, err := chooseAccel(*mf.accel)
+	if err != nil {
+		return fail("%v", err)
+	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
 		return fail("%v", err)
@@ -68,7 +72,7 @@ func recordCmd(args []string) int {
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
 	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: mem,
-		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on"})
+		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel})
 	if err != nil {
 		f.Close()
 		// A recording that failed half-way is kept unless told otherwise:

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"vmrr/logfmt"
+	"vmrr/machine"
 	"vmrr/replayer"
 )
 
@@ -23,23 +24,27 @@ const (
 func replayCmd(args []string) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr replay [--check] [--image IMAGE] LOG")
+		fmt.Fprintln(fs.Output(), "usage: vmrr replay [--check] [--accel auto|kvm|soft] [--image IMAGE] LOG")
 		fs.PrintDefaults()
 	}
 	imagePath := fs.String("image", "", "the guest image (default: embedded in the log, or the recorded path)")
 	check := fs.Bool("check", false, "exit 0 if the replay reproduces the recording exactly (status, end position, final state), "+
 		"72 if it diverges, 74 if the log ends early; the guest's own status is reported, not returned")
+	accelFlag := fs.String("accel", string(machine.AccelAuto), "the CPU: auto (the recording's), or kvm or soft, which must be the recording's")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
 	}
+	accel, err := replayAccel(*accelFlag)
+	if err != nil {
+		return fail("%v", err)
+	}
 	var image []byte
 	if *imagePath != "" {
-		var err error
 		if image, err = readImage(*imagePath); err != nil {
 			return fail("%v", err)
 		}
 	}
-	o, err := replayer.Replay(replayer.Options{LogPath: fs.Arg(0), Image: image, Console: os.Stdout, Warnings: os.Stderr})
+	o, err := replayer.Replay(replayer.Options{LogPath: fs.Arg(0), Image: image, Console: os.Stdout, Warnings: os.Stderr, Accel: accel})
 	if err != nil && *check && logDamaged(err) {
 		// A log too damaged to start is, for a CI check, one that does not
 		// reproduce its recording: say so with the log-ended status, not

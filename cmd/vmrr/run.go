@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"vmrr/machine"
+	"vmrr/machine/probe"
 	"vmrr/recorder"
 )
 
 func init() {
-	register(&command{name: "run", summary: "run a guest image on KVM (no recording)", run: runCmd})
+	register(&command{name: "run", summary: "run a guest image (no recording)", run: runCmd})
 }
 
 // machineFlags are the flags every command that builds a machine shares.
@@ -21,6 +22,7 @@ type machineFlags struct {
 	mem      *uint64
 	timeout  *time.Duration
 	serialIn *string
+	accel    *string
 }
 
 func addMachineFlags(fs *flag.FlagSet) machineFlags {
@@ -28,7 +30,45 @@ func addMachineFlags(fs *flag.FlagSet) machineFlags {
 		mem:      fs.Uint64("mem", machine.DefaultMemory>>20, "guest RAM in MiB"),
 		timeout:  fs.Duration("timeout", 0, "end the run after this long (0: no limit)"),
 		serialIn: fs.String("serial-in", "", "file to feed to the guest's COM1 (\"-\" for stdin; default: none)"),
+		accel:    addAccelFlag(fs),
 	}
+}
+
+// addAccelFlag adds --accel, the CPU choice. Its default is $VMRR_ACCEL
+// when set (so a CI job or a test suite can pin the CPU), else auto.
+func addAccelFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("VMRR_ACCEL")
+	if def == "" {
+		def = string(machine.AccelAuto)
+	}
+	return fs.String("accel", def, "the CPU: auto (KVM where this host's KVM can record and replay, else soft), kvm or soft (default $VMRR_ACCEL, else auto)")
+}
+
+// chooseAccel resolves --accel; what auto picks, and why, is said in one
+// line on stderr.
+func chooseAccel(req string) (machine.Accel, error) {
+	a, err := machine.ParseAccel(req)
+	if err != nil {
+		return "", fmt.Errorf("--accel %s: %v", req, err)
+	}
+	got, why, err := probe.ChooseAccel(a)
+	if err != nil {
+		return "", err
+	}
+	if a == machine.AccelAuto {
+		fmt.Fprintf(os.Stderr, "vmrr: running on the %s CPU (%s)\n", got, why)
+	}
+	return got, nil
+}
+
+// replayAccel checks a replay's --accel: auto is the recording's CPU,
+// another value must name it (replayer.Options.Accel).
+func replayAccel(req string) (machine.Accel, error) {
+	a, err := machine.ParseAccel(req)
+	if err != nil {
+		return "", fmt.Errorf("--accel %s: %v", req, err)
+	}
+	return a, nil
 }
 
 // memBytes checks --mem and returns it in bytes.
@@ -82,14 +122,22 @@ func reportResult(res machine.Result) int {
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr run [--mem MiB] [--timeout D] [--serial-in FILE] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr run [--accel auto|kvm|soft] [--mem MiB] [--timeout D] [--serial-in FILE] [--tlbsync auto|on|off] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
+	tlb := fs.String("tlbsync", "auto", "keep the guest TLB in step with page-table writes: on, off, or auto (on for the soft CPU, off for KVM)")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
 	}
+	if *tlb != "auto" && *tlb != "on" && *tlb != "off" {
+		return fail("--tlbsync=%s: want auto, on or off", *tlb)
+	}
 	mem, err := mf.memBytes()
+	if err != nil {
+		return fail("%v", err)
+	}
+	accel, err := chooseAccel(*mf.accel)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -103,7 +151,8 @@ func runCmd(args []string) int {
 	}
 	defer closeSerial()
 	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: mem,
-		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr})
+		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, Accel: accel,
+		TLBSync: *tlb == "on" || *tlb == "auto" && accel == machine.AccelSoft})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -197,7 +197,7 @@ func setupTables(m *machine.Machine, mode Mode) error {
 		}
 	}
 	mem.WritePhys(common, tail(bits, common))
-	s, err := m.VCPU().Sregs()
+	s, err := m.KVMVCPU().Sregs()
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func setupTables(m *machine.Machine, mode Mode) error {
 		}
 		s.GDT = cpu.Descriptor{Base: gdtAddr, Limit: uint16(len(gdt)*8 - 1)}
 		s.IDT = cpu.Descriptor{Base: idtAddr, Limit: 256*8 - 1}
-		return m.VCPU().SetSregs(&s)
+		return m.KVMVCPU().SetSregs(&s)
 	}
 	tss := uint64(tssAddr)
 	gdt := []uint64{0, 0x00af9b000000ffff, 0x00cf93000000ffff, 0x00cff3000000ffff, 0x00affb000000ffff,
@@ -228,7 +228,7 @@ func setupTables(m *machine.Machine, mode Mode) error {
 	s.IDT = cpu.Descriptor{Base: idtAddr, Limit: 256*16 - 1}
 	s.TR = cpu.Segment{Base: tssAddr, Limit: 0x67, Selector: selTSS, Typ: 11, Present: 1}
 	s.CR3 = pml4Addr
-	return m.VCPU().SetSregs(&s)
+	return m.KVMVCPU().SetSregs(&s)
 }
 
 // tail is the code every interrupt stub jumps to: it pops the vector the

@@ -179,7 +179,7 @@ func (h *insnHooks) Interrupted(m *machine.Machine) error {
 
 func (h *insnHooks) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
 	k := mark{pos: m.Position(), emulated: m.Emulated()}
-	k.regs, _ = m.VCPU().Regs()
+	k.regs, _ = m.KVMVCPU().Regs()
 	switch port {
 	case portMark:
 		h.marks = append(h.marks, k)
@@ -230,7 +230,7 @@ func probeInsn(spec insnSpec, mode Mode, counter bool, limit time.Duration) Cell
 	}
 	defer m.Close()
 	m.Memory().WritePhys(fAddr, frame)
-	wd := time.AfterFunc(limit, func() { h.expired.Store(true); m.VCPU().Kick() })
+	wd := time.AfterFunc(limit, func() { h.expired.Store(true); m.KVMVCPU().Kick() })
 	res, err := m.Run()
 	wd.Stop()
 	if err != nil {

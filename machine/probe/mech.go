@@ -384,7 +384,7 @@ func (p *prober) int3(mode Mode) Level {
 func (p *prober) readOnlySlot() Mechanism {
 	m := p.cpl(MechReadOnlySlot, p.readOnlyAt)
 	if g, err := startRaw(ModeLong64, newAsmFor(ModeLong64), 0, p.limit); err == nil {
-		m.Note = fmt.Sprintf("up to %d memory slots", g.m.VM().CheckExtension(capNRMemslots))
+		m.Note = fmt.Sprintf("up to %d memory slots", g.m.KVMVM().CheckExtension(capNRMemslots))
 		g.close()
 	}
 	return m
@@ -412,10 +412,10 @@ func (p *prober) readOnlyAt(mode Mode) Level {
 	defer g.close() // before the unmap: the slot refers to buf
 	want := bytes.Repeat([]byte{0xa5}, 4096)
 	copy(buf, want)
-	if g.m.VM().CheckExtension(kvm.CapReadonlyMem) <= 0 {
+	if g.m.KVMVM().CheckExtension(kvm.CapReadonlyMem) <= 0 {
 		return no("KVM_CAP_READONLY_MEM is missing")
 	}
-	if err := g.m.VM().SetMemoryRegion(1, kvm.MemReadonly, roGPA, buf); err != nil {
+	if err := g.m.KVMVM().SetMemoryRegion(1, kvm.MemReadonly, roGPA, buf); err != nil {
 		return no("%v", err)
 	}
 	hits := 0
@@ -471,20 +471,20 @@ func (p *prober) dirtyAt(mode Mode) Level {
 	}
 	defer g.close()
 	ram := g.m.Memory().Bytes()
-	if err := g.m.VM().SetMemoryRegion(0, kvm.MemLogDirtyPages, 0, ram); err != nil {
+	if err := g.m.KVMVM().SetMemoryRegion(0, kvm.MemLogDirtyPages, 0, ram); err != nil {
 		return no("%v", err)
 	}
 	bitmap := make([]uint64, len(ram)/4096/64)
 	if err := g.until(portMark, nil); err != nil {
 		return broken(err)
 	}
-	if err := g.m.VM().DirtyLog(0, bitmap); err != nil {
+	if err := g.m.KVMVM().DirtyLog(0, bitmap); err != nil {
 		return no("%v", err)
 	}
 	if err := g.until(portMark, nil); err != nil {
 		return broken(err)
 	}
-	if err := g.m.VM().DirtyLog(0, bitmap); err != nil {
+	if err := g.m.KVMVM().DirtyLog(0, bitmap); err != nil {
 		return no("%v", err)
 	}
 	var got []uint64
@@ -500,7 +500,7 @@ func (p *prober) dirtyAt(mode Mode) Level {
 	var tm laps
 	tm.start()
 	for i := 0; i < max(p.n/10, 1); i++ {
-		if err := g.m.VM().DirtyLog(0, bitmap); err != nil {
+		if err := g.m.KVMVM().DirtyLog(0, bitmap); err != nil {
 			return broken(err)
 		}
 		tm.lap()
@@ -596,11 +596,11 @@ func (p *prober) msrFilter() Mechanism {
 		return m
 	}
 	defer g.close()
-	if g.m.VM().CheckExtension(kvm.CapX86MSRFilter) <= 0 {
+	if g.m.KVMVM().CheckExtension(kvm.CapX86MSRFilter) <= 0 {
 		m.CPL0 = no("KVM_CAP_X86_MSR_FILTER is missing")
 		return m
 	}
-	if err := g.m.VM().TrapMSRs([]uint32{msrTSC}); err != nil {
+	if err := g.m.KVMVM().TrapMSRs([]uint32{msrTSC}); err != nil {
 		m.CPL0 = no("%v", err)
 		return m
 	}
@@ -746,7 +746,7 @@ func (p *prober) immediateExit() Mechanism {
 	}
 	defer g.close()
 	entry := g.rip()
-	if g.m.VM().CheckExtension(kvm.CapImmediateExit) <= 0 {
+	if g.m.KVMVM().CheckExtension(kvm.CapImmediateExit) <= 0 {
 		m.CPL0 = no("KVM_CAP_IMMEDIATE_EXIT is missing")
 		return m
 	}

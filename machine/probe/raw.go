@@ -48,7 +48,7 @@ func startRaw(mode Mode, a *asm, memBytes uint64, limit time.Duration) (*rawGues
 	if err != nil {
 		return nil, err
 	}
-	g := &rawGuest{m: m, v: m.VCPU()}
+	g := &rawGuest{m: m, v: m.KVMVCPU()}
 	g.wd = time.AfterFunc(limit, func() {
 		g.expired.Store(true)
 		g.v.Kick()

@@ -3,10 +3,7 @@ package machine
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"weak"
 
 	"vmrr/machine/kvm"
 )
@@ -43,33 +40,26 @@ type slotTable struct {
 	max   int // KVM's slot limit
 }
 
-// The slot tables live beside the machines rather than in Machine so this
-// file stays self-contained; entries go away with their machine.
-var (
-	slotMu     sync.Mutex
-	slotTables = map[weak.Pointer[Machine]]*slotTable{}
-)
-
 // table returns the machine's slot table, creating the one New installed
 // (all of RAM in slot 0, writable) on first use.
 func (m *Machine) table() *slotTable {
-	key := weak.Make(m)
-	slotMu.Lock()
-	defer slotMu.Unlock()
-	if t := slotTables[key]; t != nil {
-		return t
+	if m.slots != nil {
+		return m.slots
 	}
 	t := &slotTable{slots: []Slot{{ID: 0, GPA: 0, Size: m.mem.Size()}}, max: 512}
-	if n := m.vm.CheckExtension(capNRMemslots); n > 0 {
-		t.max = n
+	if m.kvm != nil {
+		if n := m.kvm.vm.CheckExtension(capNRMemslots); n > 0 {
+			t.max = n
+		}
 	}
-	slotTables[key] = t
-	runtime.AddCleanup(m, func(k weak.Pointer[Machine]) {
-		slotMu.Lock()
-		delete(slotTables, k)
-		slotMu.Unlock()
-	}, key)
+	m.slots = t
 	return t
+}
+
+// CanProtectPages reports whether SetReadOnlyPages works here: KVM with
+// read-only memory slots (KVM_CAP_READONLY_MEM).
+func (m *Machine) CanProtectPages() bool {
+	return m.kvm != nil && m.kvm.vm.CheckExtension(kvm.CapReadonlyMem) > 0
 }
 
 // Slots lists the memory slots that hold guest RAM now, by address.
@@ -97,6 +87,9 @@ func (m *Machine) ReadOnlyPages() []uint64 {
 // Removing a slot makes KVM drop the translations it derived from guest
 // memory, so a call that changes anything is also a FlushTLB.
 func (m *Machine) SetReadOnlyPages(pages []uint64) error {
+	if m.kvm == nil {
+		return errors.New("machine: read-only memory slots need KVM (the soft CPU keeps its T bit in its MMU)")
+	}
 	size := m.mem.Size()
 	ps := slices.Clone(pages)
 	slices.Sort(ps)
@@ -149,7 +142,7 @@ func (m *Machine) install(t *slotTable, want []Slot) error {
 			keep = append(keep, s)
 			continue
 		}
-		if err := m.vm.SetMemoryRegion(s.ID, 0, s.GPA, nil); err != nil {
+		if err := m.kvm.vm.SetMemoryRegion(s.ID, 0, s.GPA, nil); err != nil {
 			t.slots = append(keep, t.slots[len(keep)+1:]...)
 			return fmt.Errorf("machine: remove memory slot %d (%#x+%#x): %w", s.ID, s.GPA, s.Size, err)
 		}
@@ -189,7 +182,7 @@ func (m *Machine) addSlot(s Slot) error {
 	if s.ReadOnly {
 		flags |= kvm.MemReadonly
 	}
-	if err := m.vm.SetMemoryRegion(s.ID, flags, s.GPA, m.mem.b[s.GPA:s.GPA+s.Size]); err != nil {
+	if err := m.kvm.vm.SetMemoryRegion(s.ID, flags, s.GPA, m.mem.b[s.GPA:s.GPA+s.Size]); err != nil {
 		return fmt.Errorf("machine: add memory slot %d (%#x+%#x read-only %v): %w", s.ID, s.GPA, s.Size, s.ReadOnly, err)
 	}
 	return nil
@@ -222,11 +215,15 @@ const flushSlotGPA = 1 << 36
 // the scratch slot (31 us) both drop it. The scratch slot leaves RAM's own
 // slots (and any dirty log they carry) alone.
 func (m *Machine) FlushTLB() error {
+	if m.soft != nil {
+		m.soft.flushTLB()
+		return nil
+	}
 	id := uint32(m.table().max - 1)
-	if err := m.vm.SetMemoryRegion(id, kvm.MemReadonly, flushSlotGPA, m.mem.b[:4096]); err != nil {
+	if err := m.kvm.vm.SetMemoryRegion(id, kvm.MemReadonly, flushSlotGPA, m.mem.b[:4096]); err != nil {
 		return fmt.Errorf("machine: flush TLB: %w", err)
 	}
-	if err := m.vm.SetMemoryRegion(id, 0, flushSlotGPA, nil); err != nil {
+	if err := m.kvm.vm.SetMemoryRegion(id, 0, flushSlotGPA, nil); err != nil {
 		return fmt.Errorf("machine: flush TLB: %w", err)
 	}
 	return nil

@@ -1,0 +1,54 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+
+	"vmrr/machine"
+	"vmrr/machine/kvm"
+)
+
+// ChooseAccel resolves an --accel request to the CPU a run will use, with
+// the reason in a few words for the one line vmrr says about it. auto
+// picks KVM where this host's KVM can record and replay: it needs an exact
+// instruction counter to place asynchronous events (the "CPL0 emulated"
+// capability); everywhere else the soft CPU, which counts instructions
+// exactly by construction. kvm without a usable /dev/kvm is an error that
+// names it.
+func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
+	switch req {
+	case machine.AccelSoft:
+		return machine.AccelSoft, "asked for", nil
+	case machine.AccelKVM:
+		if err := kvmUsable(); err != nil {
+			return "", "", fmt.Errorf("--accel kvm: %w", err)
+		}
+		return machine.AccelKVM, "asked for", nil
+	case machine.AccelAuto, "":
+	default:
+		return "", "", fmt.Errorf("unknown accelerator %q (want auto, kvm or soft)", req)
+	}
+	if err := kvmUsable(); err != nil {
+		return machine.AccelSoft, err.Error(), nil
+	}
+	r, err := Cached()
+	if err != nil {
+		return machine.AccelSoft, "probing KVM failed: " + err.Error(), nil
+	}
+	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
+		return machine.AccelSoft, "this host's KVM cannot record and replay: " + why, nil
+	}
+	return machine.AccelKVM, "this host's KVM counts instructions exactly", nil
+}
+
+// kvmUsable opens and closes /dev/kvm.
+func kvmUsable() error {
+	sys, err := kvm.Open()
+	if err != nil {
+		if errors.Is(err, kvm.ErrNoKVM) {
+			return err
+		}
+		return fmt.Errorf("/dev/kvm: %w", err)
+	}
+	return sys.Close()
+}
