@@ -95,6 +95,7 @@ func (s *softBackend) Regs() (cpu.Regs, error)   { return s.c.Regs, nil }
 func (s *softBackend) Sregs() (cpu.Sregs, error) { return s.c.Sregs, nil }
 func (s *softBackend) FPU() (cpu.FPU, error)     { return s.fpu, nil }
 func (s *softBackend) SetFPU(f *cpu.FPU) error   { s.fpu = *f; return nil }
+
 // SetRegs also forgets a port access in progress and a breakpoint or
 // injection just passed: a caller that sets registers (a snapshot restore)
 // moves the CPU somewhere else.

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"vmrr/machine/cpu"
-
 )
 
 // withMultibootAt is a flat image of n bytes with a valid Multiboot header

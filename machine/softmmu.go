@@ -1,7 +1,7 @@
 package machine
 
 import (
-		"errors"
+	"errors"
 
 	"vmrr/machine/cpu"
 	"vmrr/machine/x86emu"

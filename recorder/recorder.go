@@ -38,6 +38,9 @@ type Options struct {
 	// Accel is the CPU: machine.AccelKVM or machine.AccelSoft ("" is
 	// KVM); the caller resolves auto (probe.ChooseAccel).
 	Accel machine.Accel
+	// Stats, if set, gets one line of counters at the end of the run:
+	// the CPU, instructions and exits, and what tlbsync did.
+	Stats io.Writer
 }
 
 // Recorder is a live run whose every outside-world input is logged. It
@@ -100,6 +103,9 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	res, err := m.Run()
 	if err == nil {
 		err = r.err
+	}
+	if opt.Stats != nil {
+		r.printStats(opt.Stats)
 	}
 	if r.w == nil {
 		return res, err
@@ -306,4 +312,15 @@ func (r *Recorder) flushRing() {
 		ev.Ring[i] = logfmt.RingEntry{Kind: e.Kind, Aux: e.Aux, Value: e.Value}
 	}
 	r.append(ev)
+}
+
+// printStats writes the run's counters in one line.
+func (r *Recorder) printStats(w io.Writer) {
+	p := r.m.Position()
+	fmt.Fprintf(w, "vmrr: stats: cpu %s, %d instructions, %d exits", r.m.Accel(), p.Insn, p.Exit)
+	if r.tlb != nil {
+		st := r.tlb.Stats()
+		fmt.Fprintf(w, ", tlbsync: %d page-table pages marked, %d writes to them dropped translations, %d walks", st.Marked, st.Writes, st.Walks)
+	}
+	fmt.Fprintln(w)
 }

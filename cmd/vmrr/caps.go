@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"vmrr/machine"
 	"vmrr/machine/probe"
 )
 
@@ -36,6 +38,9 @@ func capsCmd(args []string, stdout io.Writer) int {
 		return fail("--repeat %d: want at least 1", *repeat)
 	}
 	r, err := probeHost(probe.Options{Repeat: *repeat})
+	if errors.Is(err, machine.ErrNoKVM) {
+		return fail("%v (--accel auto runs guests on the soft CPU)", err)
+	}
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -45,6 +50,10 @@ func capsCmd(args []string, stdout io.Writer) int {
 		err = enc.Encode(r)
 	} else {
 		err = probe.WriteText(stdout, r)
+		if err == nil {
+			a, why := r.Auto()
+			_, err = fmt.Fprintf(stdout, "\n--accel auto: the %s CPU (%s)\n", a, why)
+		}
 	}
 	if err != nil {
 		return fail("caps: %v", err)

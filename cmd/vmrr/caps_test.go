@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"vmrr/machine/kvm"
+	"vmrr/machine"
 	"vmrr/machine/probe"
 )
 
@@ -85,14 +85,14 @@ func TestCapsBadInput(t *testing.T) {
 	saved := probeHost
 	defer func() { probeHost = saved }()
 	probeHost = func(probe.Options) (*probe.Report, error) {
-		return nil, fmt.Errorf("%w: no such device (is KVM enabled in this kernel or VM?)", kvm.ErrNoKVM)
+		return nil, fmt.Errorf("%w: no such device (is KVM enabled in this kernel or VM?)", machine.ErrNoKVM)
 	}
 	tests := []struct {
 		args []string
 		line string // the one line expected on stderr
 	}{
-		{args: nil, line: "vmrr: /dev/kvm is not available: no such device (is KVM enabled in this kernel or VM?)\n"},
-		{args: []string{"--json"}, line: "vmrr: /dev/kvm is not available: no such device (is KVM enabled in this kernel or VM?)\n"},
+		{args: nil, line: "vmrr: /dev/kvm is not available: no such device (is KVM enabled in this kernel or VM?) (--accel auto runs guests on the soft CPU)\n"},
+		{args: []string{"--json"}, line: "vmrr: /dev/kvm is not available: no such device (is KVM enabled in this kernel or VM?) (--accel auto runs guests on the soft CPU)\n"},
 		{args: []string{"--repeat", "0"}, line: "vmrr: --repeat 0: want at least 1\n"},
 		{args: []string{"--bogus"}, line: "vmrr: caps: flag provided but not defined: -bogus (run 'vmrr caps -h' for usage)\n"},
 		{args: []string{"extra"}, line: "vmrr: caps takes no arguments (run 'vmrr caps -h' for usage)\n"},

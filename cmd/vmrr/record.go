@@ -18,7 +18,7 @@ func init() {
 func recordCmd(args []string) int {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] [--tlbsync on|off] [--stats] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -27,6 +27,7 @@ func recordCmd(args []string) int {
 	embed := fs.Bool("embed-image", false, "store the guest image in the log")
 	tlb := fs.String("tlbsync", "on", "keep the guest TLB in step with page-table writes: on or off")
 	keep := fs.String("keep", keepAlways, "when to keep the log: always, fail (only when the guest does not end with the success status) or never")
+	stats := fs.Bool("stats", false, "print the run's counters (instructions, exits, tlbsync) on stderr at the end")
 	success := fs.Int("success-status", 1, "the exit status of a passing guest, for --keep=fail (1: debug-exit value 0, the QEMU isa-debug-exit convention)")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
@@ -72,7 +73,7 @@ func recordCmd(args []string) int {
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
 	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: mem,
-		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel})
+		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel, Stats: statsWriter(*stats)})
 	if err != nil {
 		f.Close()
 		// A recording that failed half-way is kept unless told otherwise:

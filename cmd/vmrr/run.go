@@ -34,6 +34,14 @@ func addMachineFlags(fs *flag.FlagSet) machineFlags {
 	}
 }
 
+// statsWriter is where --stats goes: stderr, or nowhere.
+func statsWriter(on bool) io.Writer {
+	if on {
+		return os.Stderr
+	}
+	return nil
+}
+
 // addAccelFlag adds --accel, the CPU choice. Its default is $VMRR_ACCEL
 // when set (so a CI job or a test suite can pin the CPU), else auto.
 func addAccelFlag(fs *flag.FlagSet) *string {
@@ -122,11 +130,12 @@ func reportResult(res machine.Result) int {
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr run [--accel auto|kvm|soft] [--mem MiB] [--timeout D] [--serial-in FILE] [--tlbsync auto|on|off] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr run [--accel auto|kvm|soft] [--mem MiB] [--timeout D] [--serial-in FILE] [--tlbsync auto|on|off] [--stats] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
 	tlb := fs.String("tlbsync", "auto", "keep the guest TLB in step with page-table writes: on, off, or auto (on for the soft CPU, off for KVM)")
+	stats := fs.Bool("stats", false, "print the run's counters (instructions, exits, tlbsync) on stderr at the end")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
 	}
@@ -152,7 +161,7 @@ func runCmd(args []string) int {
 	defer closeSerial()
 	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: mem,
 		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, Accel: accel,
-		TLBSync: *tlb == "on" || *tlb == "auto" && accel == machine.AccelSoft})
+		TLBSync: *tlb == "on" || *tlb == "auto" && accel == machine.AccelSoft, Stats: statsWriter(*stats)})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -35,10 +35,17 @@ func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
 	if err != nil {
 		return machine.AccelSoft, "probing KVM failed: " + err.Error(), nil
 	}
+	a, why := r.Auto()
+	return a, why, nil
+}
+
+// Auto is what --accel auto picks on the host the report describes, and
+// why: KVM where it has an exact instruction counter, else the soft CPU.
+func (r *Report) Auto() (machine.Accel, string) {
 	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
-		return machine.AccelSoft, "this host's KVM cannot record and replay: " + why, nil
+		return machine.AccelSoft, "this host's KVM cannot record and replay: " + why
 	}
-	return machine.AccelKVM, "this host's KVM counts instructions exactly", nil
+	return machine.AccelKVM, "this host's KVM counts instructions exactly"
 }
 
 // kvmUsable opens and closes /dev/kvm.

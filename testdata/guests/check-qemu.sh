@@ -47,6 +47,7 @@ check timer-multiboot.elf 1 'ticks: 20'
 check race-multiboot.elf 1 'counter: [0-9]+ ticks: [0-9]+'
 check race-multiboot.elf 1 'counter: [0-9]+ ticks: [0-9]+' -icount shift=auto,rr=record,rrfile=build/race.rr
 check race-multiboot.elf 1 'counter: [0-9]+ ticks: [0-9]+' -icount shift=auto,rr=replay,rrfile=build/race.rr
+check compute.elf 1 'compute: alu 0x8f5d1501 mem 0xb49872eb ticks [0-9]+'
 check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=record,rrfile=build/timer.rr
 check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=replay,rrfile=build/timer.rr
 check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt: unsupported \\(#UD\\)\nrdrand16: unsupported \\(#UD\\)\nemu32 done'
