@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"vmrr/machine"
+	"vmrr/machine/probe"
 	"vmrr/nondet"
 	"vmrr/recorder"
 	"vmrr/replayer"
@@ -50,6 +51,7 @@ func benchCmd(args []string) int {
 // process status and the guest's console.
 type benchTool struct {
 	name   string
+	vmrr   bool // one of vmrr's own rows (a replay that differs fails the bench)
 	run    func(image string) (int, []byte, error)
 	record func(image, log string) (int, []byte, error)
 	// replay returns ok=false when the tool itself says the replay did
@@ -71,8 +73,9 @@ type benchRow struct {
 func benchQEMU(args []string) int {
 	fs := flag.NewFlagSet("bench qemu", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: vmrr bench qemu [--runs N] [--guests DIR] [--qemu PATH] [--mode exact|fast] [GUEST...]\n"+
-			"Runs each guest (default: %s) N times under vmrr (run, record, replay --check) and under QEMU TCG\n"+
+		fmt.Fprintf(fs.Output(), "usage: vmrr bench qemu [--runs N] [--guests DIR] [--qemu PATH] [--accel LIST] [--mode exact|fast] [GUEST...]\n"+
+			"Runs each guest (default: %s) N times under vmrr on each CPU of --accel (run, record,\n"+
+			"replay --check) and under QEMU TCG\n"+
 			"(plain run, -icount rr=record, rr=replay) and prints a Markdown table of median times, log sizes and\n"+
 			"whether each replay reproduced its recording. Exits 1 if a vmrr replay did not.\n",
 			strings.Join(benchGuests, " "))
@@ -83,11 +86,16 @@ func benchQEMU(args []string) int {
 	qemu := fs.String("qemu", "qemu-system-x86_64", "the QEMU binary")
 	mode := fs.String("mode", string(nondet.ModeFast), "vmrr's trapping mode for the recordings: exact or fast")
 	limit := fs.Duration("timeout", time.Minute, "give up on one process after this long")
+	accelList := fs.String("accel", "auto", "vmrr's CPUs, comma-separated: soft, kvm, or auto (soft, and kvm where this host has /dev/kvm)")
 	if st, ok := parseArgs(fs, args, -1); !ok {
 		return st
 	}
 	if *runs < 1 || *runs > 100 {
 		return fail("bench qemu: --runs=%d: want 1 to 100", *runs)
+	}
+	accels, err := benchAccels(*accelList)
+	if err != nil {
+		return fail("bench qemu: %v", err)
 	}
 	if _, err := nondet.ParseMode(*mode); err != nil {
 		return fail("bench qemu: %v", err)
@@ -115,19 +123,24 @@ func benchQEMU(args []string) int {
 	defer os.RemoveAll(tmp)
 
 	exe := func(name string, args ...string) (int, []byte, error) { return benchExec(*limit, name, args...) }
-	tools := []benchTool{{
-		name: "vmrr " + *mode,
-		run:  func(img string) (int, []byte, error) { return exe(self, "run", img) },
-		record: func(img, log string) (int, []byte, error) {
-			return exe(self, "record", "--mode", *mode, "-o", log, img)
-		},
-		replay: func(img, log string) (int, []byte, bool, error) {
-			st, out, err := exe(self, "replay", "--check", log)
-			// --check returns 0 or its own verdict, not the guest's status;
-			// the guest's is compared through the end record already.
-			return -1, out, st == 0, err
-		},
-	}}
+	var tools []benchTool
+	for _, a := range accels {
+		accel := string(a)
+		tools = append(tools, benchTool{
+			name: "vmrr " + accel + " " + *mode,
+			vmrr: true,
+			run:  func(img string) (int, []byte, error) { return exe(self, "run", "--accel", accel, img) },
+			record: func(img, log string) (int, []byte, error) {
+				return exe(self, "record", "--accel", accel, "--mode", *mode, "-o", log, img)
+			},
+			replay: func(img, log string) (int, []byte, bool, error) {
+				st, out, err := exe(self, "replay", "--check", log)
+				// --check returns 0 or its own verdict, not the guest's status;
+				// the guest's is compared through the end record already.
+				return -1, out, st == 0, err
+			},
+		})
+	}
 	qemuVersion, qerr := benchQEMUVersion(*qemu)
 	if qerr == nil {
 		// The same devices as vmrr's: COM1 on stdout, isa-debug-exit at
@@ -167,7 +180,7 @@ func benchQEMU(args []string) int {
 				}
 				if same {
 					row.identical++
-				} else if ti == 0 {
+				} else if tool.vmrr {
 					vmrrDiffered = true
 				}
 				os.Remove(log)
@@ -179,6 +192,32 @@ func benchQEMU(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// benchAccels parses bench's --accel list; auto is the soft CPU, and KVM
+// where this host has it.
+func benchAccels(list string) ([]machine.Accel, error) {
+	if list == "auto" {
+		accels := []machine.Accel{machine.AccelSoft}
+		if _, _, err := probe.ChooseAccel(machine.AccelKVM); err == nil {
+			accels = append(accels, machine.AccelKVM)
+		}
+		return accels, nil
+	}
+	var accels []machine.Accel
+	for _, s := range strings.Split(list, ",") {
+		a, err := machine.ParseAccel(strings.TrimSpace(s))
+		if err != nil || a == machine.AccelAuto {
+			return nil, fmt.Errorf("--accel %s: want soft, kvm, a list of them, or auto", list)
+		}
+		if a == machine.AccelKVM {
+			if _, _, err := probe.ChooseAccel(a); err != nil {
+				return nil, err
+			}
+		}
+		accels = append(accels, a)
+	}
+	return accels, nil
 }
 
 // benchOnce runs, records and replays image once under tool, appending the
@@ -341,6 +380,7 @@ type rrRound struct {
 
 // rrGuest is one guest over all its runs.
 type rrGuest struct {
+	accel  machine.Accel
 	name   string
 	path   string
 	image  []byte
@@ -365,11 +405,16 @@ func benchRR(args []string) int {
 	serialIn := fs.String("serial-in", "", "file whose bytes are COM1 input for "+strings.Join(slices.Sorted(maps.Keys(benchSerialGuests)), ", ")+
 		" (default: "+strconv.Quote(benchSerialDefault)+")")
 	limit := fs.Duration("timeout", time.Minute, "end one run, recording or replay after this long")
+	accelFlag := addAccelFlag(fs)
 	if st, ok := parseArgs(fs, args, -1); !ok {
 		return st
 	}
 	if *runs < 1 || *runs > 100 {
 		return fail("bench rr: --runs=%d: want 1 to 100", *runs)
+	}
+	accel, err := chooseAccel(*accelFlag)
+	if err != nil {
+		return fail("bench rr: %v", err)
 	}
 	if *limit <= 0 {
 		return fail("bench rr: --timeout=%v: want a positive duration", *limit)
@@ -393,7 +438,7 @@ func benchRR(args []string) int {
 		if err != nil {
 			return fail("bench rr: %v", err)
 		}
-		g := &rrGuest{name: strings.TrimSuffix(filepath.Base(path), ".elf"), path: path, image: image}
+		g := &rrGuest{accel: accel, name: strings.TrimSuffix(filepath.Base(path), ".elf"), path: path, image: image}
 		if benchSerialGuests[g.name] {
 			g.serial = serial
 		}
@@ -452,13 +497,14 @@ func (g *rrGuest) serialReader() io.Reader {
 	return bytes.NewReader(g.serial)
 }
 
-// measureRun times what `vmrr run` does: no log, no trapping mode, no
-// tlbsync.
+// measureRun times what `vmrr run` does: no log, no trapping mode,
+// tlbsync on the soft CPU only.
 func (g *rrGuest) measureRun(limit time.Duration) (time.Duration, error) {
 	runtime.GC() // the previous step's garbage is not this step's cost
 	start := time.Now()
 	_, err := recorder.Record(nil, recorder.Options{ImagePath: g.path, Image: g.image, Console: io.Discard,
-		Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard})
+		Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard, Accel: g.accel,
+		TLBSync: g.accel == machine.AccelSoft})
 	return time.Since(start), err
 }
 
@@ -475,7 +521,7 @@ func (g *rrGuest) measureRR(r *rrRound, mi int, mode nondet.Mode, log string, li
 	runtime.GC()
 	start := time.Now()
 	res, err := recorder.Record(cw, recorder.Options{ImagePath: g.path, Image: g.image, MemoryBytes: machine.DefaultMemory,
-		Mode: mode, Console: &recConsole, Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard, TLBSync: true})
+		Mode: mode, Console: &recConsole, Serial: g.serialReader(), Timeout: limit, Warnings: io.Discard, TLBSync: true, Accel: g.accel})
 	r.record[mi] = time.Since(start) - cw.sync
 	r.sync[mi] = cw.sync
 	f.Close()
@@ -573,7 +619,11 @@ func msf(d float64) string { return strconv.FormatFloat(d/1e6, 'f', 1, 64) }
 func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 	bw := bufio.NewWriter(w)
 	defer bw.Flush()
-	fmt.Fprintf(bw, "%s, %s; %d runs per guest and mode, medians\n\n", time.Now().UTC().Format("2006-01-02"), benchHost(), runs)
+	cpu := machine.AccelKVM
+	if len(guests) > 0 {
+		cpu = guests[0].accel
+	}
+	fmt.Fprintf(bw, "%s, %s; the %s CPU; %d runs per guest and mode, medians\n\n", time.Now().UTC().Format("2006-01-02"), benchHost(), cpu, runs)
 	fmt.Fprintln(bw, "| guest | mode | run ms | record ms | replay ms | record / run | replay / record | exact / fast record | exact / fast replay | log bytes | log B/s | replay identical | guest status |")
 	fmt.Fprintln(bw, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 	var headers []int64
