@@ -16,7 +16,8 @@ type softBackend struct {
 	m      *Machine
 	c      x86emu.CPU
 	mmu    softMMU
-	count  uint64 // instructions run (a faulting one included)
+	fast   *x86emu.Fast // pre-decoded code run in place; Step does the rest
+	count  uint64       // instructions run (a faulting one included)
 	fpu    cpu.FPU
 	events cpu.Events
 	msrs   map[uint32]uint64
@@ -73,6 +74,8 @@ func newSoftBackend(m *Machine, table []cpu.CPUIDEntry, tlbSync bool) (*softBack
 	}
 	s := &softBackend{m: m, msrs: map[uint32]uint64{0x1b: 0xfee00900, 0x277: 0x0007040600070406}}
 	s.mmu.init(m.mem, tlbSync)
+	s.fast = x86emu.NewFast(m.mem.b, &s.mmu.entries, s.mmu.marked)
+	m.mem.written = s.fast.Written
 	s.c.Regs = cpu.Regs{RIP: 0xfff0, RFLAGS: 2}
 	seg := func(sel uint16, base uint64, typ uint8) cpu.Segment {
 		return cpu.Segment{Selector: sel, Base: base, Limit: 0xffff, Typ: typ, Present: 1, S: 1}
@@ -188,8 +191,12 @@ func (s *softBackend) kick()                     { s.kicked.Store(true) }
 func (s *softBackend) finishMSR(ok bool)         {}
 func (s *softBackend) close()                    {}
 
-// flushTLB drops every cached translation.
-func (s *softBackend) flushTLB() { s.mmu.flush(x86emu.FlushAll, 0) }
+// flushTLB drops every cached translation, and the decoded code: it is
+// called after the VMM rewrote guest memory behind the guest's back.
+func (s *softBackend) flushTLB() {
+	s.mmu.flush(x86emu.FlushAll, 0)
+	s.fast.FlushCode()
+}
 
 // interruptible: IF set and no interrupt shadow.
 func (s *softBackend) interruptible() bool {
@@ -223,6 +230,7 @@ func (s *softBackend) run(window bool) (*exit, error) {
 		return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
 	}
 	s.injected = false
+	slow := false // the next instruction is Step's
 	for first := true; ; first = false {
 		if s.kicked.Load() {
 			s.kicked.Store(false)
@@ -238,6 +246,18 @@ func (s *softBackend) run(window bool) (*exit, error) {
 			s.atBreakpoint = true
 			return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
 		}
+		if !slow {
+			n, st := s.fast.Run(&s.c, s.budget(window), &s.kicked)
+			s.count += n
+			slow = st
+			if n > 0 {
+				if s.step {
+					return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
+				}
+				continue
+			}
+		}
+		slow = false
 		res, err := x86emu.Step(&s.c, env)
 		if err != nil {
 			return s.stepError(err)
@@ -253,6 +273,21 @@ func (s *softBackend) run(window bool) (*exit, error) {
 			return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
 		}
 	}
+}
+
+// budget is how many instructions the fast path may run before the checks
+// run's loop makes between instructions would stop it: the instruction
+// limit, one when a breakpoint, a single-step or an interrupt window needs
+// looking at each boundary (the fast path never changes IF, so a window
+// with IF clear waits for Step).
+func (s *softBackend) budget(window bool) uint64 {
+	if s.step || len(s.breakpoints) > 0 || window && s.c.Regs.RFLAGS&cpu.FlagIF != 0 {
+		return 1
+	}
+	if s.stopAt != 0 && s.count < s.stopAt {
+		return s.stopAt - s.count
+	}
+	return ^uint64(0)
 }
 
 // stepError turns an instruction that could not complete into an exit.
@@ -337,6 +372,7 @@ func (e softEnv) ReadPhys(gpa uint64, b []byte) error {
 func (e softEnv) WritePhys(gpa uint64, b []byte) error {
 	mem := e.s.m.mem.b
 	e.s.mmu.written(gpa, len(b))
+	e.s.fast.Written(gpa, len(b))
 	if gpa < uint64(len(mem)) && uint64(len(b)) <= uint64(len(mem))-gpa {
 		copy(mem[gpa:], b)
 		return nil

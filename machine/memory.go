@@ -11,6 +11,9 @@ import (
 // address 0 as memory slot 0.
 type Memory struct {
 	b []byte
+	// written, if set, is told of every write through WritePhys (the soft
+	// CPU drops decoded code there).
+	written func(gpa uint64, n int)
 }
 
 func newMemory(size uint64) (*Memory, error) {
@@ -68,6 +71,9 @@ func (m *Memory) WritePhys(gpa uint64, b []byte) error {
 		return err
 	}
 	copy(m.b[gpa:], b)
+	if m.written != nil {
+		m.written(gpa, len(b))
+	}
 	return nil
 }
 

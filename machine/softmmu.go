@@ -18,7 +18,7 @@ import (
 type softMMU struct {
 	mem     *Memory
 	tbit    bool
-	entries [tlbSize]tlbEntry
+	entries x86emu.TLB
 	// marked holds one byte per guest page: non-zero when a cached
 	// translation was built from a table in that page (T bit).
 	marked    []byte
@@ -33,25 +33,19 @@ type SoftTLBStats struct {
 	Walks   uint64 // page walks (TLB misses)
 }
 
-const tlbSize = 1024
-
-// tlbEntry caches one 4 KiB translation; tag is the linear page number
-// plus one (zero: empty).
-type tlbEntry struct {
-	tag   uint64
-	ppn   uint64
-	perms uint8
-}
-
-// tlbEntry.perms bits.
+// The entries are x86emu's TLB type, so the interpreter's fast path reads
+// them directly; the perms bits are x86emu.TLBWritable and following.
 const (
-	tlbWritable = 1 << iota // writes allowed at CPL0 (with CR0.WP) and CPL3
-	tlbUser                 // CPL3 accesses allowed
-	tlbNX                   // instruction fetches not allowed
-	tlbGlobal               // survives a CR3 load
-	tlbDirty                // D is set in the leaf entry
-	tlbSupWrite             // supervisor writes allowed (CR0.WP=0 or writable)
+	tlbSize     = x86emu.TLBSize
+	tlbWritable = x86emu.TLBWritable
+	tlbUser     = x86emu.TLBUser
+	tlbNX       = x86emu.TLBNX
+	tlbGlobal   = x86emu.TLBGlobal
+	tlbDirty    = x86emu.TLBDirty
+	tlbSupWrite = x86emu.TLBSupWrite
 )
+
+type tlbEntry = x86emu.TLBEntry
 
 func (t *softMMU) init(mem *Memory, tbit bool) {
 	t.mem, t.tbit = mem, tbit
@@ -68,8 +62,8 @@ func (t *softMMU) translate(s *cpu.Sregs, lin uint64, write, user, fetch bool) (
 	}
 	vpn := lin >> 12
 	e := &t.entries[vpn%tlbSize]
-	if e.tag == vpn+1 && t.allows(e, write, user, fetch) {
-		return e.ppn<<12 | lin&0xfff, 0, true
+	if e.Tag == vpn+1 && t.allows(e, write, user, fetch) {
+		return e.PPN<<12 | lin&0xfff, 0, true
 	}
 	return t.walk(s, lin, write, user, fetch)
 }
@@ -78,15 +72,15 @@ func (t *softMMU) translate(s *cpu.Sregs, lin uint64, write, user, fetch bool) (
 // goes to a page walk, which raises the fault (or sets D first).
 func (t *softMMU) allows(e *tlbEntry, write, user, fetch bool) bool {
 	switch {
-	case user && e.perms&tlbUser == 0:
+	case user && e.Perms&tlbUser == 0:
 		return false
-	case fetch && e.perms&tlbNX != 0:
+	case fetch && e.Perms&tlbNX != 0:
 		return false
-	case write && e.perms&tlbDirty == 0:
+	case write && e.Perms&tlbDirty == 0:
 		return false
-	case write && user && e.perms&tlbWritable == 0:
+	case write && user && e.Perms&tlbWritable == 0:
 		return false
-	case write && !user && e.perms&tlbSupWrite == 0:
+	case write && !user && e.Perms&tlbSupWrite == 0:
 		return false
 	}
 	return true
@@ -128,7 +122,7 @@ func (t *softMMU) walk(s *cpu.Sregs, lin uint64, write, user, fetch bool) (uint6
 	}
 	vpn := lin >> 12
 	ppn := w.Phys >> 12
-	t.entries[vpn%tlbSize] = tlbEntry{tag: vpn + 1, ppn: ppn, perms: perms}
+	t.entries[vpn%tlbSize] = tlbEntry{Tag: vpn + 1, PPN: ppn, Perms: perms}
 	if t.tbit {
 		for _, tab := range w.Tables {
 			if p := tab >> 12; p < uint64(len(t.marked)) && t.marked[p] == 0 {
@@ -200,17 +194,17 @@ func (t *softMMU) flush(kind x86emu.TLBFlush, lin uint64) {
 	switch kind {
 	case x86emu.FlushPage:
 		vpn := lin >> 12
-		if e := &t.entries[vpn%tlbSize]; e.tag == vpn+1 {
+		if e := &t.entries[vpn%tlbSize]; e.Tag == vpn+1 {
 			*e = tlbEntry{}
 		}
 	case x86emu.FlushNonGlobal:
 		for i := range t.entries {
-			if t.entries[i].perms&tlbGlobal == 0 {
+			if t.entries[i].Perms&tlbGlobal == 0 {
 				t.entries[i] = tlbEntry{}
 			}
 		}
 	default:
-		t.entries = [tlbSize]tlbEntry{}
+		t.entries = x86emu.TLB{}
 		for _, p := range t.markedSet {
 			t.marked[p] = 0
 		}
