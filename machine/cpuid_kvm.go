@@ -1,3 +1,5 @@
+//go:build linux
+
 package machine
 
 import (
@@ -7,11 +9,9 @@ import (
 
 // CPUID feature bits vmrr adjusts.
 const (
-	cpuid1ECXX2APIC       = 1 << 21
-	cpuid1ECXTSCDeadline  = 1 << 24
-	cpuid1ECXHypervisor   = 1 << 31
-	cpuidHypervisorLeaf   = 0x40000000
-	cpuidHypervisorString = "vmrrvmrrvmrr"
+	cpuid1ECXX2APIC      = 1 << 21
+	cpuid1ECXTSCDeadline = 1 << 24
+	cpuid1ECXHypervisor  = 1 << 31
 )
 
 // DefaultCPUID is the table a new recording uses: what this host's KVM

@@ -3,8 +3,6 @@ package machine
 import (
 	"encoding/binary"
 	"fmt"
-
-	"golang.org/x/sys/unix"
 )
 
 // Memory is guest RAM: one anonymous mapping installed at guest physical
@@ -17,16 +15,16 @@ type Memory struct {
 }
 
 func newMemory(size uint64) (*Memory, error) {
-	b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	b, err := allocRAM(size)
 	if err != nil {
-		return nil, fmt.Errorf("machine: map %d bytes of guest RAM: %w", size, err)
+		return nil, err
 	}
 	return &Memory{b: b}, nil
 }
 
 func (m *Memory) free() {
 	if m.b != nil {
-		unix.Munmap(m.b)
+		freeRAM(m.b)
 		m.b = nil
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package machine
 
 import (
@@ -8,6 +10,14 @@ import (
 	"vmrr/machine/kvm"
 )
 
+// maxSlots is KVM's slot limit (KVM_CAP_NR_MEMSLOTS), 0 if unknown.
+func (m *Machine) maxSlots() int {
+	if m.kvm == nil {
+		return 0
+	}
+	return m.kvm.vm.CheckExtension(capNRMemslots)
+}
+
 // This file write-protects single guest pages by splitting guest RAM into
 // several KVM memory slots, some of them read-only (KVM_MEM_READONLY): a
 // guest write to such a page exits as an MMIO write that SetRAMWriteHandler's
@@ -17,65 +27,13 @@ import (
 // anything that later works per slot (dirty logging, snapshots re-installing
 // RAM) goes through it.
 
-// Slot is one KVM memory slot holding part of guest RAM.
-type Slot struct {
-	ID       uint32
-	GPA      uint64 // guest physical start, 4 KiB aligned
-	Size     uint64 // bytes, a multiple of 4 KiB
-	ReadOnly bool   // installed with KVM_MEM_READONLY
-}
-
-// ErrTooManySlots is returned by SetReadOnlyPages when the pages would need
-// more memory slots than KVM has.
-var ErrTooManySlots = errors.New("machine: too many memory slots")
-
 // capNRMemslots is KVM_CAP_NR_MEMSLOTS: how many slots an address space has.
 const capNRMemslots = 10
-
-// slotTable is the RAM layout of one machine, sorted by GPA, covering RAM
-// with no gap and no overlap. It holds no reference to its machine, so the
-// registry below does not keep machines alive.
-type slotTable struct {
-	slots []Slot
-	max   int // KVM's slot limit
-}
-
-// table returns the machine's slot table, creating the one New installed
-// (all of RAM in slot 0, writable) on first use.
-func (m *Machine) table() *slotTable {
-	if m.slots != nil {
-		return m.slots
-	}
-	t := &slotTable{slots: []Slot{{ID: 0, GPA: 0, Size: m.mem.Size()}}, max: 512}
-	if m.kvm != nil {
-		if n := m.kvm.vm.CheckExtension(capNRMemslots); n > 0 {
-			t.max = n
-		}
-	}
-	m.slots = t
-	return t
-}
 
 // CanProtectPages reports whether SetReadOnlyPages works here: KVM with
 // read-only memory slots (KVM_CAP_READONLY_MEM).
 func (m *Machine) CanProtectPages() bool {
 	return m.kvm != nil && m.kvm.vm.CheckExtension(kvm.CapReadonlyMem) > 0
-}
-
-// Slots lists the memory slots that hold guest RAM now, by address.
-func (m *Machine) Slots() []Slot { return slices.Clone(m.table().slots) }
-
-// ReadOnlyPages lists the pages SetReadOnlyPages protected, ascending.
-func (m *Machine) ReadOnlyPages() []uint64 {
-	var pages []uint64
-	for _, s := range m.table().slots {
-		if s.ReadOnly {
-			for p := s.GPA; p < s.GPA+s.Size; p += 4096 {
-				pages = append(pages, p)
-			}
-		}
-	}
-	return pages
 }
 
 // SetReadOnlyPages makes exactly the given 4 KiB pages (guest physical,
@@ -105,29 +63,6 @@ func (m *Machine) SetReadOnlyPages(pages []uint64) error {
 		return fmt.Errorf("%w: protecting %d pages needs %d, KVM has %d", ErrTooManySlots, len(ps), len(want), t.max)
 	}
 	return m.install(t, want)
-}
-
-// layout splits RAM of the given size into slots around the sorted,
-// distinct read-only pages ps (IDs are not yet assigned).
-func layout(ps []uint64, size uint64) []Slot {
-	var out []Slot
-	at := uint64(0)
-	for i := 0; i < len(ps); {
-		j := i + 1
-		for j < len(ps) && ps[j] == ps[j-1]+4096 {
-			j++
-		}
-		if ps[i] > at {
-			out = append(out, Slot{GPA: at, Size: ps[i] - at})
-		}
-		out = append(out, Slot{GPA: ps[i], Size: ps[j-1] + 4096 - ps[i], ReadOnly: true})
-		at = ps[j-1] + 4096
-		i = j
-	}
-	if at < size {
-		out = append(out, Slot{GPA: at, Size: size - at})
-	}
-	return out
 }
 
 // install moves KVM from the table's slots to want: it removes the slots
@@ -186,16 +121,6 @@ func (m *Machine) addSlot(s Slot) error {
 		return fmt.Errorf("machine: add memory slot %d (%#x+%#x read-only %v): %w", s.ID, s.GPA, s.Size, s.ReadOnly, err)
 	}
 	return nil
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // flushSlotGPA is where FlushTLB puts its scratch slot: above all RAM (at

@@ -10,10 +10,6 @@ import (
 	"vmrr/machine"
 )
 
-func hostRDTSC() uint64
-func hostRDRAND() (v uint64, ok bool)
-func hostRDSEED() (v uint64, ok bool)
-
 // ErrNoEntropy is returned when the host's RDRAND/RDSEED keep failing.
 var ErrNoEntropy = errors.New("nondet: host RDRAND/RDSEED returned no value 100 times")
 

@@ -29,7 +29,6 @@ import (
 	"unicode"
 
 	"github.com/go-delve/liner"
-	"golang.org/x/sys/unix"
 
 	"vmrr/replayer"
 )
@@ -132,7 +131,7 @@ func Run(s replayer.Session, opt Options) error {
 	}
 	stop := sh.catchInterrupts()
 	defer stop()
-	if f, ok := opt.In.(*os.File); ok && f.Fd() == uintptr(unix.Stdin) && isTerminal(os.Stdout) {
+	if f, ok := opt.In.(*os.File); ok && f == os.Stdin && isTerminal(os.Stdout) {
 		return sh.interactive(opt)
 	}
 	// A terminal we cannot edit on (stdout redirected, or not stdin):
@@ -146,16 +145,6 @@ func Run(s replayer.Session, opt Options) error {
 		}
 		return strings.TrimRight(line, "\r\n"), err
 	}, true)
-}
-
-// isTerminal reports whether r is a terminal device.
-func isTerminal(r any) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // catchInterrupts turns SIGINT into Session.Interrupt while a motion runs.

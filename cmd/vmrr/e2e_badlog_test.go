@@ -149,7 +149,7 @@ func TestReplayBadLogs(t *testing.T) {
 	// the copy has small frames, as a long recording's would be.
 	raceRec, _ := recordLog(t, dir, "race-recorded.vmrr", guestPath("race"), 1)
 	race := filepath.Join(dir, "race.vmrr")
-	rewriteLogFrames(t, raceRec, race, 256, func(uint64, *logfmt.Event) {})
+	rewriteLogFrames(t, raceRec, race, 32, func(uint64, *logfmt.Event) {})
 	raceData, err := os.ReadFile(race)
 	if err != nil {
 		t.Fatal(err)

@@ -192,7 +192,7 @@ func orUD(name, pattern string) string { return name + ": (?:" + pattern + "|uns
 var (
 	hex16     = "0x[0-9a-f]{16}"
 	hex8      = "0x[0-9a-f]{8}"
-	raceLine  = regexp.MustCompile(`^counter: (\d+) ticks: (\d+)\n$`)
+	raceLine  = regexp.MustCompile(`^counter: (\d+) ticks: (\d+) iterations: (\d+)\n$`)
 	flakyLine = regexp.MustCompile(`^(?:PASS: 20 jobs, sum 2470|FAIL: job (\d+) lost its pointer)\n$`)
 )
 
@@ -223,8 +223,10 @@ func checkRace(t *testing.T, out string) {
 	}
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	ticks, _ := strconv.ParseUint(m[2], 10, 64)
-	if n > 30000+1000*ticks || n%1000 != 0 {
-		t.Errorf("counter %d with %d ticks: want a multiple of 1000 of at most %d", n, ticks, 30000+1000*ticks)
+	iters, _ := strconv.ParseUint(m[3], 10, 64)
+	if iters < 30000 || ticks < 20 || n > iters+1000*ticks || n < iters || (n-iters)%1000 != 0 {
+		t.Errorf("counter %d with %d ticks and %d iterations: want the iterations (at least 30000) plus a multiple of 1000, at most %d, and at least 20 ticks",
+			n, ticks, iters, iters+1000*ticks)
 	}
 }
 

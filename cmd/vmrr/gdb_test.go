@@ -532,7 +532,7 @@ func TestGDBBadClients(t *testing.T) {
 		"monitor info position", "info breakpoints", "stepi", "monitor info position", "continue")
 	m := inOrder(t, out,
 		gdbPos, `^No breakpoints or watchpoints\.$`, gdbPos,
-		`^counter: \d+ ticks: \d+$`,
+		`^counter: \d+ ticks: \d+ iterations: \d+$`,
 		`^vmrr: the guest exited with status 1 at `, `^No more reverse-execution history\.$`)
 	p, q := posOf(m[0]), posOf(m[2])
 	t.Logf("the next connection found the replay at %v", p)

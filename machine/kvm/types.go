@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kvm is vmrr's one place for KVM ioctls: thin, typed wrappers over
 // /dev/kvm. Struct layouts come from github.com/bobuhiro11/gokvm's kvm package
 // where they match the kernel (checked by sizes_test.go); the calls gokvm gets

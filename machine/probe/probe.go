@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package probe measures what this host's KVM does for vmrr, by running
 // tiny generated guests on it: which debugging and trapping mechanisms work
 // at CPL0 and at CPL3 and what each use costs, and, per CPU mode, which of

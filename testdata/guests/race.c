@@ -1,12 +1,14 @@
 /* race: the timer-interrupt race `vmrr demo` shows. PIT at ~2000 Hz; main
- * increments `counter` 30000 times with a non-atomic load / add / store while
- * the IRQ0 handler adds 1000 to it: a tick that lands between the load and
- * the store is lost. Prints "counter: N ticks: T" (N < 30000 + 1000*T when
+ * increments `counter` with a non-atomic load / add / store, at least 30000
+ * times and until 20 ticks have come (however fast the CPU), while the IRQ0
+ * handler adds 1000 to it: a tick that lands between the load and the store
+ * is lost. Prints "counter: N ticks: T iterations: I" (N < I + 1000*T when
  * ticks were lost; varies from run to run), exits 0. Built as ELF64
  * (race.elf) and Multiboot (race-multiboot.elf). */
 #include "rt/rt.h"
 
 #define ITERS 30000
+#define MIN_TICKS 20
 
 volatile unsigned long counter;
 volatile u32 ticks;
@@ -23,9 +25,10 @@ INTERRUPT void timer_handler(struct interrupt_frame *frame)
  * interrupts only between translation blocks and in practice at the loop
  * head, so under QEMU it loses few or no ticks; KVM and vmrr deliver at any
  * instruction boundary. */
-NOINLINE void race_loop(void)
+NOINLINE u32 race_loop(void)
 {
-	for (u32 i = 0; i < ITERS; i++) {
+	u32 i = 0;
+	for (; i < ITERS || ticks < MIN_TICKS; i++) {
 		unsigned long tmp;
 		__asm__ volatile("mov %[c], %[t]\n\t"
 				 "add $1, %[t]\n\t"
@@ -37,6 +40,7 @@ NOINLINE void race_loop(void)
 				 :
 				 : "cc");
 	}
+	return i;
 }
 
 int main(void)
@@ -46,13 +50,15 @@ int main(void)
 	pic_remap(0xfe, 0xff);
 	pit_start(597);
 	sti();
-	race_loop();
+	u32 iterations = race_loop();
 	cli();
 	pic_mask(0xff, 0xff);
 	puts("counter: ");
 	put_dec(counter);
 	puts(" ticks: ");
 	put_dec(ticks);
+	puts(" iterations: ");
+	put_dec(iterations);
 	putc('\n');
 	return 0;
 }
