@@ -91,6 +91,10 @@ type fblock struct {
 	pgen  uint32
 	bits  uint8
 	insts []finst
+	// succ is the block run after this one last time, found at linear
+	// address succLin in the page this one was entered in (see Run).
+	succ    *fblock
+	succLin uint64
 }
 
 const (
@@ -245,54 +249,56 @@ func (f *Fast) Run(c *CPU, budget uint64, stop *atomic.Bool) (n uint64, slow boo
 	}
 	f.loadRegs(&c.Regs)
 	rip := c.Regs.RIP
-	addrMask := f.addrMask
-outer:
+	// prev is the block just run and same whether rip, where it went, is
+	// in the linear page it was entered in: then rip maps to prev's
+	// physical page, and prev.succ, if it was found for the same rip, is
+	// the block there. Within one Run the TLB and the decoded code cannot
+	// change (the fast path leaves writes to watched pages and to code to
+	// Step), so the successor needs only its validity check.
+	var prev *fblock
+	same := false
 	for n < budget {
 		if stop != nil && stop.Load() {
 			break
 		}
-		gpa := rip
-		if f.paging {
-			e := &f.tlb[rip>>12%TLBSize]
-			if e.Tag != rip>>12+1 || e.Perms&f.fxMask != f.fxNeed {
+		var b *fblock
+		if same && prev.succLin == rip && prev.succ != nil {
+			if s := prev.succ; s.gen == f.gen && s.pgen == f.pageGen[s.gpa>>12] {
+				b = s
+			}
+		}
+		if b == nil {
+			gpa := rip
+			if f.paging {
+				e := &f.tlb[rip>>12%TLBSize]
+				if e.Tag != rip>>12+1 || e.Perms&f.fxMask != f.fxNeed {
+					slow = true
+					break
+				}
+				gpa = e.PPN<<12 | rip&0xfff
+			}
+			if gpa >= uint64(len(f.ram)) {
 				slow = true
 				break
 			}
-			gpa = e.PPN<<12 | rip&0xfff
-		}
-		if gpa >= uint64(len(f.ram)) {
-			slow = true
-			break
-		}
-		b := f.blocks[blockSlot(gpa)]
-		if b == nil || b.gpa != gpa || b.bits != f.bits || b.gen != f.gen || b.pgen != f.pageGen[gpa>>12] {
-			b = f.decodeBlock(gpa)
-		}
-		if len(b.insts) == 0 {
-			slow = true
-			break
-		}
-		base := rip
-		f.r[slotRIP] = base
-		for i := range b.insts {
-			in := &b.insts[i]
-			if n == budget {
-				rip = (base + uint64(in.start)) & addrMask
-				break outer
+			b = f.blocks[blockSlot(gpa)]
+			if b == nil || b.gpa != gpa || b.bits != f.bits || b.gen != f.gen || b.pgen != f.pageGen[gpa>>12] {
+				b = f.decodeBlock(gpa)
 			}
-			switch f.exec(in, base) {
-			case xBail:
-				rip = (base + uint64(in.start)) & addrMask
+			if len(b.insts) == 0 {
 				slow = true
-				break outer
-			case xBranch:
-				n++
-				rip = f.target
-				continue outer
+				break
 			}
-			n++
+			if same {
+				prev.succ, prev.succLin = b, rip
+			}
 		}
-		rip = (base + uint64(b.insts[len(b.insts)-1].end)) & addrMask
+		var cont bool
+		cont, same = f.runBlock(b, rip, budget, &n, &rip, &slow)
+		if !cont {
+			break
+		}
+		prev = b
 	}
 	f.storeRegs(&c.Regs)
 	c.Regs.RIP = rip
@@ -301,6 +307,36 @@ outer:
 		c.Regs.RFLAGS = c.Regs.RFLAGS&^cpu.FlagRF | flagFixed
 	}
 	return n, slow
+}
+
+// runBlock runs b, entered at rip, and advances n and rip. It reports
+// whether to go on, and whether the new rip is in the linear page b was
+// entered in.
+func (f *Fast) runBlock(b *fblock, rip, budget uint64, n, next *uint64, slow *bool) (cont, same bool) {
+	base := rip
+	f.r[slotRIP] = base
+	addrMask := f.addrMask
+	cnt := *n
+	for i := range b.insts {
+		in := &b.insts[i]
+		if cnt == budget {
+			*n, *next = cnt, (base+uint64(in.start))&addrMask
+			return false, false
+		}
+		switch f.exec(in, base) {
+		case xBail:
+			*n, *next = cnt, (base+uint64(in.start))&addrMask
+			*slow = true
+			return false, false
+		case xBranch:
+			*n, *next = cnt+1, f.target
+			return true, f.target>>12 == base>>12
+		}
+		cnt++
+	}
+	t := (base + uint64(b.insts[len(b.insts)-1].end)) & addrMask
+	*n, *next = cnt, t
+	return true, t>>12 == base>>12
 }
 
 // exec's results.
