@@ -813,7 +813,7 @@ func (f *Fast) exec(in *finst, base uint64) int {
 	return xNext
 }
 
-// shift is SHL, SHR and SAR, as Step's shift computes them.
+// shift is ROL, ROR, SHL, SHR and SAR, as Step's shift computes them.
 func (f *Fast) shift(in *finst) int {
 	m := in.mask
 	var gpa, a uint64
@@ -846,6 +846,34 @@ func (f *Fast) shift(in *finst) int {
 	next := a >> (w - 2) & 1
 	var r, fl uint64
 	switch in.alu {
+	case 0, 1:
+		// Rotates set CF and OF only, and an immediate count other than 1
+		// leaves OF alone (as Step does, after the Intel host).
+		mask := uint64(flCF | flOF)
+		if !in.cl && c != 1 {
+			mask = flCF
+		}
+		rc := c % w
+		if in.alu == 0 {
+			r = (a<<rc | a>>(w-rc)) & m
+			fl = r & 1
+			if msb != next {
+				fl |= flOF
+			}
+		} else {
+			r = (a>>rc | a<<(w-rc)) & m
+			fl = r >> (w - 1) & 1
+			if msb != a&1 {
+				fl |= flOF
+			}
+		}
+		f.fl = f.fl&^mask | fl&mask
+		if in.mem {
+			f.st(gpa, in.size, r)
+		} else {
+			f.setReg(in.rm, in.rmSh, in.rmKeep, m, r)
+		}
+		return xNext
 	case 4:
 		r = a << c & m
 		if c <= w && a>>(w-c)&1 != 0 {

@@ -21,7 +21,7 @@ const (
 	fDec
 	fNot
 	fNeg
-	fShift // alu: 4 SHL, 5 SHR, 7 SAR; count in imm, or CL when cl
+	fShift // alu: 0 ROL, 1 ROR, 4 SHL, 5 SHR, 7 SAR; count in imm, or CL when cl
 	fImul  // reg = r/m * (reg, or imm when hasImm)
 	fPush  // push reg
 	fPushI
@@ -472,7 +472,7 @@ func (d *fdecoder) body(in *finst, opsize bool) bool {
 			in.size = 1
 		}
 		in.alu = d.modrm(in, op&1 == 0)
-		if in.alu != 4 && in.alu != 5 && in.alu != 7 {
+		if in.alu == 2 || in.alu == 3 || in.alu == 6 {
 			return false
 		}
 		switch {
