@@ -32,9 +32,6 @@ type softBackend struct {
 	// run executes that instruction without stopping there again (the
 	// processor's RF).
 	atBreakpoint bool
-	// injected: an interrupt was delivered since the last run; a
-	// single-step then stops at the handler's first instruction.
-	injected bool
 
 	io softIO
 }
@@ -105,7 +102,7 @@ func (s *softBackend) SetFPU(f *cpu.FPU) error   { s.fpu = *f; return nil }
 func (s *softBackend) SetRegs(r *cpu.Regs) error {
 	s.c.Regs = *r
 	s.io = softIO{}
-	s.atBreakpoint, s.injected = false, false
+	s.atBreakpoint = false
 	return nil
 }
 
@@ -172,12 +169,9 @@ func hex32(v uint32) string {
 }
 
 func (s *softBackend) interrupt(vector uint8) error {
-	err := x86emu.Interrupt(&s.c, softEnv{s}, vector)
-	if err != nil {
-		return err
-	}
-	s.injected = true
-	return nil
+	// The handler's first instruction is where the hooks see the vCPU
+	// next: a stop of its own, as KVM's step after an injection makes it.
+	return x86emu.Interrupt(&s.c, softEnv{s}, vector)
 }
 
 func (s *softBackend) setDebug(step bool, breakpoints []uint64) error {
@@ -223,13 +217,6 @@ func (s *softBackend) run(window bool) (*exit, error) {
 	env := softEnv{s}
 	resume := s.atBreakpoint
 	s.atBreakpoint = false
-	if s.injected && s.step {
-		// A step that delivered an interrupt stops at the handler's first
-		// instruction, as KVM does.
-		s.injected = false
-		return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
-	}
-	s.injected = false
 	slow := false // the next instruction is Step's
 	for first := true; ; first = false {
 		if s.kicked.Load() {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"vmrr/machine"
 	"vmrr/nondet"
 	"vmrr/recorder"
 )
@@ -50,14 +51,9 @@ func interleaved(b *testing.B, ws ...workload) []float64 {
 	return ns
 }
 
-// guest reads a committed guest image, skipping when KVM is not usable.
+// guest reads a committed guest image.
 func guest(b *testing.B, name string) []byte {
 	b.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		b.Skipf("needs /dev/kvm: %v", err)
-	}
-	f.Close()
 	image, err := os.ReadFile("../testdata/guests/" + name)
 	if err != nil {
 		b.Fatal(err)
@@ -70,7 +66,8 @@ func guest(b *testing.B, name string) []byte {
 // logBytes, if not nil, gets the log's size.
 func record(image []byte, mode nondet.Mode, logBytes *int64) func(b *testing.B) time.Duration {
 	return func(b *testing.B) time.Duration {
-		opt := recorder.Options{Image: image, Mode: mode, Console: io.Discard, Warnings: io.Discard, Timeout: time.Minute}
+		opt := recorder.Options{Image: image, Mode: mode, Console: io.Discard, Warnings: io.Discard, Timeout: time.Minute,
+			Accel: testAccel(), TLBSync: testAccel() == machine.AccelSoft}
 		var w io.Writer
 		var cw countWriter
 		if mode != "" {

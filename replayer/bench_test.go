@@ -40,11 +40,6 @@ var longTimeline struct {
 // its way there.
 func openLong(b *testing.B) (*Timeline, Stop, []Position) {
 	b.Helper()
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
-		b.Skipf("needs /dev/kvm: %v", err)
-	} else {
-		f.Close()
-	}
 	lt := &longTimeline
 	lt.once.Do(func() {
 		if lt.tl, lt.end, lt.err = recordLong(); lt.err == nil {
@@ -80,7 +75,7 @@ func recordLong() (*Timeline, Stop, error) {
 	}
 	var console bytes.Buffer
 	res, err := recorder.Record(f, recorder.Options{ImagePath: longGuest, Image: image, MemoryBytes: machine.DefaultMemory,
-		Mode: nondet.ModeFast, Console: &console, Warnings: io.Discard, TLBSync: true})
+		Mode: nondet.ModeFast, Console: &console, Warnings: io.Discard, TLBSync: true, Accel: testAccel()})
 	if err != nil {
 		return nil, Stop{}, fmt.Errorf("record %s: %w", longGuest, err)
 	}
