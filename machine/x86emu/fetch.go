@@ -146,6 +146,16 @@ func decodeBytes(b []byte, bits int, stop error) (*decoded, error) {
 		}
 		return nil, unsupportedBytes(b, "(undecodable)", "")
 	}
+	if x.AddrSize == 64 && (x.Opcode>>24 < 0xa0 || x.Opcode>>24 > 0xa3) {
+		// x86asm zero-extends a ModRM disp32; with 64-bit addresses it is
+		// signed (the moffs64 of A0-A3 is a whole address, kept as is).
+		for i, a := range x.Args {
+			if m, ok := a.(x86asm.Mem); ok {
+				m.Disp = int64(int32(m.Disp))
+				x.Args[i] = m
+			}
+		}
+	}
 	d := &decoded{x: x, len: x.Len, text: x.String()}
 	if x.Opcode>>24 == 0xcc {
 		d.text = "INT3"
