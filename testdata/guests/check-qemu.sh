@@ -52,6 +52,7 @@ check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=record,rrfile=buil
 check timer-multiboot.elf 1 'ticks: 20' -icount shift=auto,rr=replay,rrfile=build/timer.rr
 check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt: unsupported \\(#UD\\)\nrdrand16: unsupported \\(#UD\\)\nemu32 done'
 check emu32.elf 1 $'int80 ok\nticks: 5\npopcnt 0x12345678 = 13\nrdrand16: 0x0000[0-9a-f]{4} cf 1\nemu32 done' -cpu max
+check difftest32.elf 1 'difftest: 240 blocks, hash 0xe66b40c4a0324d6a' -cpu max,-bmi1
 check flaky.elf '1|3' '(PASS: 20 jobs, sum 2470|FAIL: job [0-9]+ lost its pointer)'
 check $q/hello.elf 1 'hello from vmrr'
 check $q/timer.elf 1 'ticks: 20'
