@@ -58,6 +58,10 @@ type Fast struct {
 	// zero slot and the block's RIP), RFLAGS, and what the mode allows.
 	r        [18]uint64
 	fl       uint64
+	// Lazy status flags: when lz is not lzNone, the six status flags in
+	// fl are stale and follow from the last operation's operands.
+	lz                 uint8
+	lzA, lzB, lzR, lzS uint64
 	target   uint64 // where a taken branch goes
 	paging   bool
 	long     bool
@@ -227,13 +231,14 @@ func (f *Fast) loadRegs(r *cpu.Regs) {
 	f.r = [18]uint64{r.RAX, r.RCX, r.RDX, r.RBX, r.RSP, r.RBP, r.RSI, r.RDI,
 		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}
 	f.fl = r.RFLAGS
+	f.lz = lzNone
 }
 
 func (f *Fast) storeRegs(r *cpu.Regs) {
 	x := &f.r
 	r.RAX, r.RCX, r.RDX, r.RBX, r.RSP, r.RBP, r.RSI, r.RDI = x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]
 	r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15 = x[8], x[9], x[10], x[11], x[12], x[13], x[14], x[15]
-	r.RFLAGS = f.fl
+	r.RFLAGS = f.flags()
 }
 
 // Run executes up to budget instructions at CS:RIP, in place on c. It
@@ -405,31 +410,101 @@ func (f *Fast) aluDo(op uint8, a, b, m uint64) uint64 {
 	switch op {
 	case aluAdd:
 		r = (a + b) & m
-		fl = addFl(a, b, r, sign)
-	case aluAdc:
-		r = (a + b + f.fl&flCF) & m
-		fl = addFl(a, b, r, sign)
+		f.lz, f.lzA, f.lzB, f.lzR, f.lzS = lzAdd, a, b, r, sign
+		return r
 	case aluSub, aluCmp:
 		r = (a - b) & m
-		fl = subFl(a, b, r, sign)
-	case aluSbb:
-		r = (a - b - f.fl&flCF) & m
-		fl = subFl(a, b, r, sign)
+		f.lz, f.lzA, f.lzB, f.lzR, f.lzS = lzSub, a, b, r, sign
+		return r
 	case aluAnd, aluTest:
 		r = a & b
-		fl = szpFlags(r, sign)
-	case aluOr:
-		r = a | b
-		fl = szpFlags(r, sign)
-	default:
+		f.lz, f.lzR, f.lzS = lzLogic, r, sign
+		return r
+	case aluXor:
 		r = a ^ b
-		fl = szpFlags(r, sign)
+		f.lz, f.lzR, f.lzS = lzLogic, r, sign
+		return r
+	case aluAdc:
+		r = (a + b + f.flags()&flCF) & m
+		fl = addFl(a, b, r, sign)
+	case aluSbb:
+		r = (a - b - f.flags()&flCF) & m
+		fl = subFl(a, b, r, sign)
+	default: // aluOr
+		r = a | b
+		f.lz, f.lzR, f.lzS = lzLogic, r, sign
+		return r
 	}
 	f.fl = f.fl&^arithFlags | fl
 	return r
 }
 
-// cond evaluates condition code cc on the flags.
+// Kinds of lazy flags.
+const (
+	lzNone  = iota
+	lzAdd   // lzA + lzB = lzR
+	lzSub   // lzA - lzB = lzR
+	lzLogic // lzR of AND, OR, XOR, TEST: CF, OF, AF clear
+	lzInc   // lzA + 1 = lzR, CF in fl
+	lzDec   // lzA - 1 = lzR, CF in fl
+)
+
+// flags brings the status flags in fl up to date.
+func (f *Fast) flags() uint64 {
+	var fl uint64
+	switch f.lz {
+	case lzNone:
+		return f.fl
+	case lzAdd:
+		fl = addFl(f.lzA, f.lzB, f.lzR, f.lzS)
+	case lzSub:
+		fl = subFl(f.lzA, f.lzB, f.lzR, f.lzS)
+	case lzLogic:
+		fl = szpFlags(f.lzR, f.lzS)
+	case lzInc:
+		fl = addFl(f.lzA, 1, f.lzR, f.lzS)&^flCF | f.fl&flCF
+	case lzDec:
+		fl = subFl(f.lzA, 1, f.lzR, f.lzS)&^flCF | f.fl&flCF
+	}
+	f.lz = lzNone
+	f.fl = f.fl&^arithFlags | fl
+	return f.fl
+}
+
+// cf is CF without bringing the other flags up to date.
+func (f *Fast) cf() uint64 {
+	switch f.lz {
+	case lzAdd:
+		if f.lzR < f.lzA {
+			return flCF
+		}
+		return 0
+	case lzSub:
+		if f.lzA < f.lzB {
+			return flCF
+		}
+		return 0
+	case lzLogic:
+		return 0
+	}
+	return f.fl & flCF
+}
+
+// cond evaluates condition code cc, from the lazy state where that is
+// cheap (ZF, CF).
+func (f *Fast) cond(cc uint8) bool {
+	switch cc >> 1 {
+	case 1:
+		return (f.cf() != 0) != (cc&1 != 0)
+	case 2:
+		if f.lz != lzNone {
+			return (f.lzR == 0) != (cc&1 != 0)
+		}
+	}
+	return fcond(f.flags(), cc)
+}
+
+// fcond evaluates condition code cc on the flags.
 func fcond(fl uint64, cc uint8) bool {
 	var r bool
 	switch cc >> 1 {
@@ -703,15 +778,17 @@ func (f *Fast) exec(in *finst, base uint64) int {
 		switch in.op {
 		case fInc:
 			r = (a + 1) & m
-			f.fl = f.fl&^(arithFlags&^flCF) | addFl(a, 1, r, sign)&^flCF
+			f.fl = f.fl&^flCF | f.cf()
+			f.lz, f.lzA, f.lzR, f.lzS = lzInc, a, r, sign
 		case fDec:
 			r = (a - 1) & m
-			f.fl = f.fl&^(arithFlags&^flCF) | subFl(a, 1, r, sign)&^flCF
+			f.fl = f.fl&^flCF | f.cf()
+			f.lz, f.lzA, f.lzR, f.lzS = lzDec, a, r, sign
 		case fNot:
 			r = ^a & m
 		default:
 			r = -a & m
-			f.fl = f.fl&^arithFlags | subFl(0, a, r, sign)
+			f.lz, f.lzA, f.lzB, f.lzR, f.lzS = lzSub, 0, a, r, sign
 		}
 		if in.mem {
 			f.st(gpa, in.size, r)
@@ -732,6 +809,7 @@ func (f *Fast) exec(in *finst, base uint64) int {
 		w := int(in.size) * 8
 		lo, hi := mulSigned(a, b, w)
 		f.setReg(in.reg, 0, in.regKeep, m, lo)
+		f.lz = lzNone
 		f.fl = f.fl&^arithFlags | mulFlags(lo, w, hi != signFill(lo, w))
 	case fPush:
 		if !f.push(f.r[in.reg]) {
@@ -749,7 +827,7 @@ func (f *Fast) exec(in *finst, base uint64) int {
 		f.r[4] = sp
 		f.r[in.reg] = v
 	case fJcc:
-		if !fcond(f.fl, in.alu) {
+		if !f.cond(in.alu) {
 			return xNext
 		}
 		return f.branch(base + uint64(in.end) + in.imm)
@@ -775,13 +853,13 @@ func (f *Fast) exec(in *finst, base uint64) int {
 		if !ok {
 			return xBail
 		}
-		if !fcond(f.fl, in.alu) {
+		if !f.cond(in.alu) {
 			v = f.r[in.reg]
 		}
 		f.setReg(in.reg, 0, in.regKeep, m, v)
 	case fSetcc:
 		var v uint64
-		if fcond(f.fl, in.alu) {
+		if f.cond(in.alu) {
 			v = 1
 		}
 		if !in.mem {
@@ -867,7 +945,7 @@ func (f *Fast) shift(in *finst) int {
 				fl |= flOF
 			}
 		}
-		f.fl = f.fl&^mask | fl&mask
+		f.fl = f.flags()&^mask | fl&mask
 		if in.mem {
 			f.st(gpa, in.size, r)
 		} else {
@@ -896,6 +974,7 @@ func (f *Fast) shift(in *finst) int {
 		fl = uint64(s>>(c-1)) & 1
 	}
 	fl |= szpFlags(r, m^m>>1)
+	f.lz = lzNone
 	f.fl = f.fl&^arithFlags | fl
 	if in.mem {
 		f.st(gpa, in.size, r)
