@@ -56,25 +56,25 @@ type Fast struct {
 
 	// Per-Run state: the general registers (encoding order, then the
 	// zero slot and the block's RIP), RFLAGS, and what the mode allows.
-	r        [18]uint64
-	fl       uint64
+	r  [18]uint64
+	fl uint64
 	// Lazy status flags: when lz is not lzNone, the six status flags in
 	// fl are stale and follow from the last operation's operands.
 	lz                 uint8
 	lzA, lzB, lzR, lzS uint64
-	target   uint64 // where a taken branch goes
-	paging   bool
-	long     bool
-	stackOK  bool
-	bits     uint8
-	rdNeed   uint8
-	wrNeed   uint8
-	fxMask   uint8
-	fxNeed   uint8
-	addrMask uint64
-	canon    uint
-	segOK    [4]bool
-	segBase  [4]uint64
+	target             uint64 // where a taken branch goes
+	paging             bool
+	long               bool
+	stackOK            bool
+	bits               uint8
+	rdNeed             uint8
+	wrNeed             uint8
+	fxMask             uint8
+	fxNeed             uint8
+	addrMask           uint64
+	canon              uint
+	segOK              [4]bool
+	segBase            [4]uint64
 
 	// Stats counts what the cache did.
 	Stats FastStats
