@@ -2,6 +2,7 @@ package machine
 
 import (
 	"errors"
+	"math/rand/v2"
 	"sync/atomic"
 
 	"vmrr/machine/cpu"
@@ -218,10 +219,15 @@ func (s *softBackend) run(window bool) (*exit, error) {
 	resume := s.atBreakpoint
 	s.atBreakpoint = false
 	slow := false // the next instruction is Step's
+	// spread counts the instructions still to run, one at a time, before
+	// a kick's stop (see kickSpread).
+	spread := 0
 	for first := true; ; first = false {
-		if s.kicked.Load() {
+		if s.kicked.Load() && spread == 0 {
 			s.kicked.Store(false)
-			return nil, errKicked
+			if spread = rand.IntN(kickSpread); spread == 0 {
+				return nil, errKicked
+			}
 		}
 		if !first && s.stopAt != 0 && s.count == s.stopAt {
 			return nil, errKicked
@@ -233,13 +239,22 @@ func (s *softBackend) run(window bool) (*exit, error) {
 			s.atBreakpoint = true
 			return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
 		}
-		if !slow {
-			n, st := s.fast.Run(&s.c, s.budget(window), &s.kicked)
+		if !slow && s.c.Watch == nil {
+			budget := s.budget(window)
+			if spread > 0 {
+				budget = 1
+			}
+			n, st := s.fast.Run(&s.c, budget, &s.kicked)
 			s.count += n
 			slow = st
 			if n > 0 {
 				if s.step {
 					return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
+				}
+				if spread > 0 {
+					if spread--; spread == 0 {
+						return nil, errKicked
+					}
 				}
 				continue
 			}
@@ -259,8 +274,22 @@ func (s *softBackend) run(window bool) (*exit, error) {
 		if s.step {
 			return &exit{kind: exitDebug, debug: cpu.DebugExit{Exception: 1, PC: s.c.Regs.RIP}}, nil
 		}
+		if spread > 0 {
+			if spread--; spread == 0 {
+				return nil, errKicked
+			}
+		}
 	}
 }
+
+// kickSpread bounds how far past a kick the soft CPU runs before it stops.
+// The fast path sees kicks only between blocks, so without a spread every
+// kick (and so every timer tick of a recording) would land at a block's
+// first instruction: a guest racing with its timer, like race.elf, would
+// never lose an update. Hardware stops anywhere; so does the soft CPU,
+// running a random number of instructions (under 64, a block's most) one
+// at a time first. Where it stops is logged like any landing.
+const kickSpread = 64
 
 // budget is how many instructions the fast path may run before the checks
 // run's loop makes between instructions would stop it: the instruction
@@ -429,3 +458,44 @@ func (e softEnv) WriteMSR(index uint32, v uint64) (bool, error) {
 }
 
 func (e softEnv) FlushTLB(kind x86emu.TLBFlush, linear uint64) { e.s.mmu.flush(kind, linear) }
+
+// DataWatchpoint is a range of guest linear addresses whose reads, writes
+// or both stop a debugger (gdb's rwatch, watch and awatch).
+type DataWatchpoint struct {
+	Addr, Len   uint64
+	Read, Write bool
+}
+
+// SetDataWatchpoints arms data watchpoints (nil disarms them) and reports
+// whether this CPU has them: the soft CPU sees every data access; KVM's
+// data breakpoints are not used. While armed the soft CPU runs on its slow
+// path, which checks each access.
+func (m *Machine) SetDataWatchpoints(ws []DataWatchpoint) bool {
+	if m.soft == nil {
+		return false
+	}
+	if len(ws) == 0 {
+		m.soft.c.Watch = nil
+		return true
+	}
+	w := &x86emu.Watch{}
+	for _, d := range ws {
+		w.Ranges = append(w.Ranges, x86emu.WatchRange{Addr: d.Addr, Len: d.Len, Read: d.Read, Write: d.Write})
+	}
+	m.soft.c.Watch = w
+	return true
+}
+
+// DataWatchHits returns which data watchpoints (bit i for the i-th of
+// SetDataWatchpoints) were accessed since the last call, and clears them.
+func (m *Machine) DataWatchHits() uint64 {
+	if m.soft == nil || m.soft.c.Watch == nil {
+		return 0
+	}
+	h := m.soft.c.Watch.Hits
+	m.soft.c.Watch.Hits = 0
+	return h
+}
+
+// HasDataWatchpoints reports whether SetDataWatchpoints works on this CPU.
+func (m *Machine) HasDataWatchpoints() bool { return m.soft != nil }

@@ -112,6 +112,9 @@ func (e *emu) phys(lin uint64, write, user, fetch bool) (uint64, error) {
 // page is translated before any byte moves, so a page fault on the second
 // page of a write leaves the first untouched.
 func (e *emu) accessLin(lin uint64, b []byte, write, user bool) error {
+	if w := e.c.Watch; w != nil {
+		w.access(lin, len(b), write)
+	}
 	type chunk struct {
 		gpa    uint64
 		off, n int

@@ -47,8 +47,36 @@ type CPU struct {
 	// DR is DR0-3, DR6 and DR7 as MOV to and from DRn see them. They arm
 	// nothing: the machine's own breakpoints are set apart.
 	DR cpu.DebugRegs
+	// Watch, if set, records data accesses to watched linear ranges: the
+	// soft CPU's data breakpoints. Only Step sees them, so a CPU with
+	// watches runs on Step alone.
+	Watch *Watch
 	// KernelGSBase is IA32_KERNEL_GS_BASE, the GS base SWAPGS exchanges.
 	KernelGSBase uint64
+}
+
+// Watch is a set of watched linear address ranges and which of them data
+// accesses touched.
+type Watch struct {
+	Ranges []WatchRange
+	// Hits has bit i set when range i was accessed the way it asks for;
+	// the owner clears it.
+	Hits uint64
+}
+
+// WatchRange is one watched range: reads, writes or both.
+type WatchRange struct {
+	Addr, Len   uint64
+	Read, Write bool
+}
+
+// access records a data access of n bytes at lin.
+func (w *Watch) access(lin uint64, n int, write bool) {
+	for i, r := range w.Ranges {
+		if i < 64 && lin < r.Addr+r.Len && r.Addr < lin+uint64(n) && (write && r.Write || !write && r.Read) {
+			w.Hits |= 1 << i
+		}
+	}
 }
 
 // TLBFlush says which cached translations an instruction invalidates.
