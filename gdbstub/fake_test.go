@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"vmrr/position"
 	"vmrr/replayer"
 )
 
@@ -63,15 +64,15 @@ func counter(i int) uint64 { return uint64((i + 7) / 10) }
 func writes(i int) bool { return i%10 == 2 }
 func reads(i int) bool  { return i%10 == 3 }
 
-func (f *fakeSession) posOf(i int) replayer.Position {
-	return replayer.Position{Exit: uint64(i / 10), Insn: uint64(i % 10)}
+func (f *fakeSession) posOf(i int) position.Pos {
+	return position.Pos{Exit: uint64(i / 10), Insn: uint64(i % 10)}
 }
 
 func (f *fakeSession) stop(k replayer.StopKind) replayer.Stop {
 	return replayer.Stop{Kind: k, Pos: f.posOf(f.pos), RIP: rip(f.pos)}
 }
 
-func (f *fakeSession) Position() replayer.Position { return f.posOf(f.pos) }
+func (f *fakeSession) Position() position.Pos { return f.posOf(f.pos) }
 
 func (f *fakeSession) Registers() (replayer.Registers, error) {
 	var r replayer.Registers
@@ -268,7 +269,7 @@ func (f *fakeSession) ReverseContinue() (replayer.Stop, error) {
 	return f.stop(replayer.StopBegin), nil
 }
 
-func (f *fakeSession) Goto(p replayer.Position) (replayer.Stop, error) {
+func (f *fakeSession) Goto(p position.Pos) (replayer.Stop, error) {
 	i := int(p.Exit*10 + p.Insn)
 	if p.Insn >= 10 || i >= f.n {
 		return replayer.Stop{}, fmt.Errorf("fake: position %v out of range", p)

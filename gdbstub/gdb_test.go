@@ -94,7 +94,7 @@ func TestGDB(t *testing.T) {
 			name:  "end of the recording",
 			start: 95,
 			cmds:  []string{"continue", "p $rax", "reverse-stepi", "p $rax"},
-			want: []string{"vmrr: end of the recording at exit 9 + 9 insns, rip 0x1024",
+			want: []string{"vmrr: end of the recording at position 9:9, rip 0x1024",
 				"No more reverse-execution history.", "$1 = 99", "$2 = 98"},
 		},
 		{
@@ -102,7 +102,7 @@ func TestGDB(t *testing.T) {
 			start: 95,
 			end:   &replayer.Stop{Kind: replayer.StopExited, Status: 3},
 			cmds:  []string{"continue", "reverse-stepi", "p $rax"},
-			want: []string{"vmrr: the guest exited with status 3 at exit 9 + 9 insns, rip 0x1024 (end of the recording)",
+			want: []string{"vmrr: the guest exited with status 3 at position 9:9, rip 0x1024 (end of the recording)",
 				"No more reverse-execution history.", "$1 = 98"},
 		},
 		{
@@ -110,7 +110,7 @@ func TestGDB(t *testing.T) {
 			start: 95,
 			end:   &replayer.Stop{Kind: replayer.StopCrashed, Message: "triple fault"},
 			cmds:  []string{"continue", "reverse-stepi", "p $rax"},
-			want: []string{"vmrr: the guest crashed at exit 9 + 9 insns, rip 0x1024: triple fault",
+			want: []string{"vmrr: the guest crashed at position 9:9, rip 0x1024: triple fault",
 				"Program received signal SIGSEGV", "$1 = 98"},
 		},
 		{
@@ -119,10 +119,10 @@ func TestGDB(t *testing.T) {
 			cmds: []string{"monitor info position", "monitor goto 5", "maint flush register-cache", "p $rax",
 				"monitor events near", "monitor snapshots", "monitor goto start", "maint flush register-cache", "p $rax",
 				"monitor nonsense"},
-			want: []string{"position exit 2 + 3 insns, rip 0x100c", "next event 3 of 10",
-				"now at exit 5 + 2 insns, rip 0x1008", "$1 = 52",
-				"=> #5      exit 5 + 2 insns", "3 snapshots, 12288 bytes",
-				"now at exit 0 + 0 insns", "$2 = 0",
+			want: []string{"position 2:3, rip 0x100c", "next event 3 of 10",
+				"now at 5:2, rip 0x1008", "$1 = 52",
+				"=> #5      5:2         ", "3 snapshots, 12288 bytes",
+				"now at 0:0", "$2 = 0",
 				"error: unknown command \"nonsense\""},
 		},
 		{

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"vmrr/position"
 	"vmrr/replayer"
 )
 
@@ -14,7 +15,7 @@ const monitorHelp = `vmrr monitor commands:
   info position        where the replay stands: position, rip, next event
   goto EVENT           move to where event EVENT of the log is applied
   goto start|end       move to the start or the end of the recording
-  goto @EXIT[+INSN]    move to a position (exits, then instructions)
+  goto [@]EXIT:INSN    move to a position (exits, then instructions)
   events near          the events around the current position
   events from K [N]    N events (default 20) from event K
   snapshots            the snapshots the replay holds
@@ -53,7 +54,7 @@ func (cn *conn) runMonitor(f []string) (string, error) {
 		return "", fmt.Errorf("usage: info position")
 	case "goto":
 		if len(f) != 2 {
-			return "", fmt.Errorf("usage: goto EVENT | start | end | @EXIT[+INSN]")
+			return "", fmt.Errorf("usage: goto EVENT | start | end | [@]EXIT:INSN")
 		}
 		return cn.gotoCmd(f[1])
 	case "events":
@@ -73,7 +74,7 @@ func (cn *conn) infoPosition() (string, error) {
 		return "", fmt.Errorf("registers: %w", err)
 	}
 	return fmt.Sprintf("position %s, rip %#x\nnext event %d of %d\n",
-		formatPos(pos), r.RIP, cn.sess.NextEvent(), cn.sess.EventCount()), nil
+		pos, r.RIP, cn.sess.NextEvent(), cn.sess.EventCount()), nil
 }
 
 func (cn *conn) gotoCmd(arg string) (string, error) {
@@ -84,16 +85,16 @@ func (cn *conn) gotoCmd(arg string) (string, error) {
 		st, err = cn.sess.GotoStart()
 	case arg == "end":
 		st, err = cn.sess.GotoEnd()
-	case strings.HasPrefix(arg, "@"):
-		p, perr := parsePosition(arg[1:])
+	case strings.HasPrefix(arg, "@") || strings.Contains(arg, ":"):
+		p, perr := position.Parse(strings.TrimPrefix(arg, "@"))
 		if perr != nil {
-			return "", perr
+			return "", fmt.Errorf("goto: %w", perr)
 		}
 		st, err = cn.sess.Goto(p)
 	default:
 		k, perr := strconv.Atoi(arg)
 		if perr != nil || k < 0 {
-			return "", fmt.Errorf("goto: %q is not an event number, start, end or @EXIT[+INSN]", arg)
+			return "", fmt.Errorf("goto: %q is not an event number, start, end or @EXIT:INSN", arg)
 		}
 		if n := cn.sess.EventCount(); k >= n {
 			return "", fmt.Errorf("goto: event %d out of range: the log has %d events", k, n)
@@ -104,27 +105,11 @@ func (cn *conn) gotoCmd(arg string) (string, error) {
 		return "", fmt.Errorf("goto %s: %w", arg, err)
 	}
 	cn.consoleStale = true
-	out := fmt.Sprintf("now at %s, rip %#x\n", formatPos(st.Pos), st.RIP)
+	out := fmt.Sprintf("now at %s, rip %#x\n", st.Pos, st.RIP)
 	if msg := stopMessage(st); msg != "" {
 		out += msg
 	}
 	return out + "run \"maint flush register-cache\" for gdb to show the new state\n", nil
-}
-
-// parsePosition parses EXIT[+INSN] in decimal.
-func parsePosition(s string) (replayer.Position, error) {
-	e, i, hasInsn := strings.Cut(s, "+")
-	exit, err := strconv.ParseUint(e, 10, 64)
-	if err != nil {
-		return replayer.Position{}, fmt.Errorf("goto: bad exit count %q", e)
-	}
-	var insn uint64
-	if hasInsn {
-		if insn, err = strconv.ParseUint(i, 10, 64); err != nil {
-			return replayer.Position{}, fmt.Errorf("goto: bad instruction count %q", i)
-		}
-	}
-	return replayer.Position{Exit: exit, Insn: insn}, nil
 }
 
 func (cn *conn) eventsCmd(args []string) (string, error) {
@@ -160,7 +145,7 @@ func (cn *conn) eventsCmd(args []string) (string, error) {
 		if e.Index == next {
 			mark = "=>"
 		}
-		fmt.Fprintf(&sb, "%s #%-6d %-24s %-10s %s\n", mark, e.Index, formatPos(e.Pos), e.Kind, e.Text)
+		fmt.Fprintf(&sb, "%s #%-6d %-12s %-10s %s\n", mark, e.Index, e.Pos, e.Kind, e.Text)
 	}
 	return sb.String(), nil
 }
@@ -174,7 +159,7 @@ func (cn *conn) snapshots() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%d snapshots, %d bytes\n", len(snaps), total)
 	for _, s := range snaps {
-		fmt.Fprintf(&sb, "  %-24s next event %-6d %d bytes\n", formatPos(s.Pos), s.Event, s.Bytes)
+		fmt.Fprintf(&sb, "  %-12s next event %-6d %d bytes\n", s.Pos, s.Event, s.Bytes)
 	}
 	return sb.String()
 }

@@ -58,7 +58,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 	"vmrr/replayer"
 )
 
@@ -573,7 +572,7 @@ func (cn *conn) here(kind replayer.StopKind) (replayer.Stop, error) {
 // stopMessage is the line printed on gdb's console for stops gdb cannot
 // explain by itself.
 func stopMessage(st replayer.Stop) string {
-	at := fmt.Sprintf(" at %s, rip %#x", formatPos(st.Pos), st.RIP)
+	at := fmt.Sprintf(" at position %s, rip %#x", st.Pos, st.RIP)
 	switch st.Kind {
 	case replayer.StopEnd:
 		return "vmrr: end of the recording" + at + "\n"
@@ -838,9 +837,4 @@ func parseAddrLen(s string) (uint64, uint64, *Error) {
 		return 0, 0, badArg("bad length %q", l)
 	}
 	return addr, n, nil
-}
-
-// formatPos renders a position for people.
-func formatPos(p replayer.Position) string {
-	return fmt.Sprintf("exit %d + %d insns", p.Exit, p.Insn)
 }

@@ -483,14 +483,14 @@ func TestEndOfLogAndConsole(t *testing.T) {
 	if !strings.HasSuffix(reply, "replaylog:end;") || !strings.HasPrefix(reply, "T05") {
 		t.Fatalf("reply %q", reply)
 	}
-	want := "loop 0\nloop 1\nloop 2\nvmrr: end of the recording at exit 3 + 4 insns, rip 0x1010\n"
+	want := "loop 0\nloop 1\nloop 2\nvmrr: end of the recording at position 3:4, rip 0x1010\n"
 	if out != want {
 		t.Fatalf("console %q, want %q", out, want)
 	}
 	// Back and forth again: only new output is shown.
 	call(t, c, "bs")
 	c.Send("c")
-	if _, out, _ = c.Reply(); out != "vmrr: end of the recording at exit 3 + 4 insns, rip 0x1010\n" {
+	if _, out, _ = c.Reply(); out != "vmrr: end of the recording at position 3:4, rip 0x1010\n" {
 		t.Fatalf("console after bs; c: %q", out)
 	}
 }
@@ -527,9 +527,9 @@ func TestStopReplies(t *testing.T) {
 		st   replayer.Stop
 		want string
 	}{
-		{replayer.Stop{Kind: replayer.StopExited, Status: 3, RIP: 0x10}, "vmrr: the guest exited with status 3 at exit 0 + 0 insns, rip 0x10 (end of the recording)\n"},
-		{replayer.Stop{Kind: replayer.StopCrashed, Message: "triple fault", RIP: 0x10}, "vmrr: the guest crashed at exit 0 + 0 insns, rip 0x10: triple fault\n"},
-		{replayer.Stop{Kind: replayer.StopDiverged, Message: "rip differs", RIP: 0x10}, "vmrr: replay diverged from the recording at exit 0 + 0 insns, rip 0x10: rip differs\n"},
+		{replayer.Stop{Kind: replayer.StopExited, Status: 3, RIP: 0x10}, "vmrr: the guest exited with status 3 at position 0:0, rip 0x10 (end of the recording)\n"},
+		{replayer.Stop{Kind: replayer.StopCrashed, Message: "triple fault", RIP: 0x10}, "vmrr: the guest crashed at position 0:0, rip 0x10: triple fault\n"},
+		{replayer.Stop{Kind: replayer.StopDiverged, Message: "rip differs", RIP: 0x10}, "vmrr: replay diverged from the recording at position 0:0, rip 0x10: rip differs\n"},
 		{replayer.Stop{Kind: replayer.StopStep}, ""},
 	}
 	for _, m := range msgs {
@@ -580,17 +580,19 @@ func TestMonitor(t *testing.T) {
 		cmd  string
 		want []string
 	}{
-		{"info position", []string{"position exit 2 + 3 insns, rip 0x100c\nnext event 3 of 10\n"}},
-		{"events near", []string{"10 events; next to apply: 3\n", "   #0 ", "=> #3      exit 3 + 2 insns", "   #7 "}},
-		{"events from 8 5", []string{"   #8      exit 8 + 2 insns         rdtsc      value=0x1f40\n", "   #9 "}},
+		{"info position", []string{"position 2:3, rip 0x100c\nnext event 3 of 10\n"}},
+		{"events near", []string{"10 events; next to apply: 3\n", "   #0 ", "=> #3      3:2         ", "   #7 "}},
+		{"events from 8 5", []string{"   #8      8:2          rdtsc      value=0x1f40\n", "   #9 "}},
 		{"events from 1 0", []string{"error: events: bad count \"0\""}},
 		{"events", []string{"error: usage: events near | events from K [N]"}},
-		{"snapshots", []string{"1 snapshots, 4096 bytes\n", "exit 0 + 0 insns"}},
-		{"goto 5", []string{"now at exit 5 + 2 insns, rip 0x1008\n", "maint flush register-cache"}},
-		{"goto end", []string{"now at exit 9 + 9 insns", "vmrr: end of the recording"}},
-		{"goto start", []string{"now at exit 0 + 0 insns, rip 0x1000"}},
-		{"goto @4+1", []string{"now at exit 4 + 1 insns, rip 0x1004"}},
-		{"goto @4+x", []string{"error: goto: bad instruction count \"x\""}},
+		{"snapshots", []string{"1 snapshots, 4096 bytes\n", "0:0"}},
+		{"goto 5", []string{"now at 5:2, rip 0x1008\n", "maint flush register-cache"}},
+		{"goto end", []string{"now at 9:9", "vmrr: end of the recording"}},
+		{"goto start", []string{"now at 0:0, rip 0x1000"}},
+		{"goto @4:1", []string{"now at 4:1, rip 0x1004"}},
+		{"goto 4:1", []string{"now at 4:1, rip 0x1004"}},
+		{"goto @4+1", []string{"now at 4:1, rip 0x1004"}}, // the form monitor goto used to take
+		{"goto @4:x", []string{"error: goto: bad position \"4:x\""}},
 		{"goto @99", []string{"error: goto @99: fake: position"}},
 		{"goto 10", []string{"error: goto: event 10 out of range: the log has 10 events"}},
 		{"goto x", []string{"error: goto: \"x\" is not an event number"}},

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"vmrr/position"
 )
 
 // The benchmarks encode and decode a realistic, RDTSC-heavy stream
@@ -217,7 +219,7 @@ func BenchmarkRDTSCRun(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range evs {
 		tsc += 14000 + rng.Uint64N(2000)
-		evs[i] = &Event{Kind: KindNonDet, Pos: Position{Exit: uint64(i + 1)}, Instr: InstrRDTSC, Values: []uint64{tsc}}
+		evs[i] = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i + 1)}, Instr: InstrRDTSC, Values: []uint64{tsc}}
 		raw += FixedSize(evs[i])
 	}
 	b.SetBytes(int64(raw))

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"vmrr/position"
 )
 
 // The event encoding inside a frame payload (docs/logformat.md, "Events").
@@ -46,7 +48,7 @@ const (
 // codec is the state the encoding of one frame carries from event to event.
 // It starts afresh at every frame, so a reader can begin at any frame.
 type codec struct {
-	prev Position
+	prev position.Pos
 	tsc  uint64
 	// regs are the previous checkpoint's Values, which the next checkpoint
 	// is stored as deltas from. The slice is replaced, never written to:
@@ -54,7 +56,7 @@ type codec struct {
 	regs []uint64
 }
 
-func (c *codec) reset(first Position) { *c = codec{prev: first} }
+func (c *codec) reset(first position.Pos) { *c = codec{prev: first} }
 
 // valueClass says how value i of a nondet instruction (or a ring entry of
 // that kind) is stored.
@@ -385,7 +387,7 @@ func (c *codec) decodeEvent(d *decoder) (*Event, error) {
 	p := c.prev
 	switch (head & formMask) >> formShft {
 	case posNextExit:
-		p = Position{Exit: p.Exit + 1}
+		p = position.Pos{Exit: p.Exit + 1}
 	case posInsn:
 		p.Insn += d.uvarint()
 	case posExit:

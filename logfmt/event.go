@@ -1,6 +1,10 @@
 package logfmt
 
-import "fmt"
+import (
+	"fmt"
+
+	"vmrr/position"
+)
 
 // Kind is the kind of an event in a recording.
 type Kind uint8
@@ -89,20 +93,6 @@ func InstrName(i uint8) string {
 	return fmt.Sprintf("instr(%d)", i)
 }
 
-// Position is a point in a recording: Exit deterministic exits have happened
-// and Insn instructions have run since the last of them. In exact mode Exit
-// is 0 and Insn counts every instruction from the start. Positions order
-// lexicographically, and the events of a log never go backwards.
-type Position struct{ Exit, Insn uint64 }
-
-// Less reports whether p comes before q.
-func (p Position) Less(q Position) bool {
-	return p.Exit < q.Exit || (p.Exit == q.Exit && p.Insn < q.Insn)
-}
-
-// String prints p as vmrr dump does.
-func (p Position) String() string { return fmt.Sprintf("exit=%d insn=%d", p.Exit, p.Insn) }
-
 // Landing is where an asynchronous event was delivered when there is no
 // exact instruction count: the replayer runs to the exit count, then stops
 // at the first hit of RIP whose register and memory hashes match.
@@ -129,7 +119,7 @@ type RingEntry struct {
 // are stored; the others are ignored by the writer and zero when read.
 type Event struct {
 	Kind  Kind
-	Pos   Position
+	Pos   position.Pos
 	Instr uint8 // KindNonDet: an Instr* number
 	// Values are a KindNonDet's results (1 to 7; rdtscp: tsc, aux), the
 	// value of a KindPortIn or KindMMIORead (exactly one), or a
@@ -157,8 +147,8 @@ type EndRecord struct {
 	Status    int    // the exit status vmrr record returned
 	RIP       uint64
 	StateHash uint64
-	Events    uint64   // events before the end event; Close fills it in
-	Pos       Position // where the run ended
+	Events    uint64       // events before the end event; Close fills it in
+	Pos       position.Pos // where the run ended
 }
 
 // FixedSize is the size of e written the simple way: every number as a

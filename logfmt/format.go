@@ -14,6 +14,8 @@ package logfmt
 import (
 	"encoding/binary"
 	"hash/crc32"
+
+	"vmrr/position"
 )
 
 // Magic starts every log file.
@@ -77,7 +79,7 @@ type frameInfo struct {
 	size    int64 // record size, header included
 	seq     uint64
 	first   uint64 // index of the frame's first event
-	pos     Position
+	pos     position.Pos
 	events  uint32
 	rawLen  uint32
 	compLen uint32
@@ -111,7 +113,7 @@ func parseFrameHeader(h []byte, off int64) (f frameInfo, payloadCRC uint32, ok b
 		events:  le.Uint32(h[fhEvents:]),
 		seq:     le.Uint64(h[fhSeq:]),
 		first:   le.Uint64(h[fhFirst:]),
-		pos:     Position{Exit: le.Uint64(h[fhExit:]), Insn: le.Uint64(h[fhInsn:])},
+		pos:     position.Pos{Exit: le.Uint64(h[fhExit:]), Insn: le.Uint64(h[fhInsn:])},
 	}
 	f.size = frameHeaderSize + int64(f.compLen)
 	return f, le.Uint32(h[fhPayloadCRC:]), true
@@ -120,7 +122,7 @@ func parseFrameHeader(h []byte, off int64) (f frameInfo, payloadCRC uint32, ok b
 // appendFooterBody encodes the frame index and the end record.
 func appendFooterBody(b []byte, frames []frameInfo, end *EndRecord) []byte {
 	b = binary.AppendUvarint(b, uint64(len(frames)))
-	var prev Position
+	var prev position.Pos
 	for _, f := range frames {
 		b = binary.AppendUvarint(b, uint64(f.size))
 		b = binary.AppendUvarint(b, uint64(f.events))

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/golang/snappy"
+
+	"vmrr/position"
 )
 
 // FuzzReader feeds arbitrary bytes to the reader: it must return events or
@@ -31,7 +33,7 @@ func FuzzFrame(f *testing.F) {
 		raw = c.appendEvent(raw, e)
 	}
 	f.Add(raw, uint16(len(allKinds())))
-	c.reset(Position{})
+	c.reset(position.Pos{})
 	raw = nil
 	for _, e := range genStream(40, 5) {
 		raw = c.appendEvent(raw, e)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"vmrr/position"
 )
 
 // testHeader is a header with every field set.
@@ -42,33 +44,33 @@ func (c *fakeClock) Now() time.Time { return c.t }
 // allKinds is one event of every kind, positions increasing.
 func allKinds() []*Event {
 	return []*Event{
-		{Kind: KindNonDet, Pos: Position{Exit: 1}, Instr: InstrRDTSC, Values: []uint64{1_000_000}},
-		{Kind: KindNonDet, Pos: Position{Exit: 2}, Instr: InstrRDTSCP, Values: []uint64{1_015_000, 3}},
-		{Kind: KindNonDet, Pos: Position{Exit: 3}, Instr: InstrRDRAND, Values: []uint64{0xdeadbeefcafef00d}},
-		{Kind: KindNonDet, Pos: Position{Exit: 3}, Instr: InstrRDSEED, Values: []uint64{^uint64(0)}},
-		{Kind: KindNonDet, Pos: Position{Exit: 4, Insn: 7}, Instr: InstrRDPID, Values: []uint64{0}},
-		{Kind: KindPortIn, Pos: Position{Exit: 5}, Port: 0x3fd, Size: 1, Values: []uint64{0x61}},
-		{Kind: KindMMIORead, Pos: Position{Exit: 9, Insn: 3}, Addr: 0xfed00000, Size: 4, Values: []uint64{0x12345678}},
-		{Kind: KindInterrupt, Pos: Position{Exit: 9, Insn: 4000}, Vector: 0x20, Landing: Landing{
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 1}, Instr: InstrRDTSC, Values: []uint64{1_000_000}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 2}, Instr: InstrRDTSCP, Values: []uint64{1_015_000, 3}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: InstrRDRAND, Values: []uint64{0xdeadbeefcafef00d}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: InstrRDSEED, Values: []uint64{^uint64(0)}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 4, Insn: 7}, Instr: InstrRDPID, Values: []uint64{0}},
+		{Kind: KindPortIn, Pos: position.Pos{Exit: 5}, Port: 0x3fd, Size: 1, Values: []uint64{0x61}},
+		{Kind: KindMMIORead, Pos: position.Pos{Exit: 9, Insn: 3}, Addr: 0xfed00000, Size: 4, Values: []uint64{0x12345678}},
+		{Kind: KindInterrupt, Pos: position.Pos{Exit: 9, Insn: 4000}, Vector: 0x20, Landing: Landing{
 			RIP: 0xffffffff81001234, RegHash: 0x1111, MemHash: 0x2222, Pages: []uint64{0x100, 0x9f, 0x2000}}},
-		{Kind: KindInterrupt, Pos: Position{Exit: 10}, Vector: 0x24, Landing: Landing{RIP: 0x1000}},
-		{Kind: KindInject, Pos: Position{Exit: 11}, Vector: 0x21, Landing: Landing{
+		{Kind: KindInterrupt, Pos: position.Pos{Exit: 10}, Vector: 0x24, Landing: Landing{RIP: 0x1000}},
+		{Kind: KindInject, Pos: position.Pos{Exit: 11}, Vector: 0x21, Landing: Landing{
 			RIP: 0x101010, RegHash: 0x3333, MemHash: 0x4444, Pages: []uint64{0x7, 0x7, 0x3}}},
-		{Kind: KindInject, Pos: Position{Exit: 11}, Vector: 0x20},
-		{Kind: KindSerialRX, Pos: Position{Exit: 12}, Data: []byte("hello\n"), Landing: Landing{
+		{Kind: KindInject, Pos: position.Pos{Exit: 11}, Vector: 0x20},
+		{Kind: KindSerialRX, Pos: position.Pos{Exit: 12}, Data: []byte("hello\n"), Landing: Landing{
 			RIP: 0x101020, RegHash: 0x5555, MemHash: 0x6666, Pages: []uint64{0x200}}},
-		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 1}, RIP: 0x101000, RegHash: 7, MemHash: 8},
-		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 2}, RIP: 0x101004, RegHash: 9, MemHash: 10,
+		{Kind: KindCheckpoint, Pos: position.Pos{Exit: 12, Insn: 1}, RIP: 0x101000, RegHash: 7, MemHash: 8},
+		{Kind: KindCheckpoint, Pos: position.Pos{Exit: 12, Insn: 2}, RIP: 0x101004, RegHash: 9, MemHash: 10,
 			Values: testRegs(1), Landing: Landing{Pages: []uint64{0x100<<32 | 0xdeadbeef, 0x101<<32 | 1, 0x9f<<32 | 0xffffffff,
 				0xffffffff<<32 | 5, 0}}},
-		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 3}, RIP: 0x101008, Values: testRegs(2)},
-		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 4}, Values: testRegs(2)[:5]},
-		{Kind: KindCheckpoint, Pos: Position{Exit: 12, Insn: 5}, Values: make([]uint64, 64)},
-		{Kind: KindRingFlush, Pos: Position{Exit: 13}, Ring: []RingEntry{
+		{Kind: KindCheckpoint, Pos: position.Pos{Exit: 12, Insn: 3}, RIP: 0x101008, Values: testRegs(2)},
+		{Kind: KindCheckpoint, Pos: position.Pos{Exit: 12, Insn: 4}, Values: testRegs(2)[:5]},
+		{Kind: KindCheckpoint, Pos: position.Pos{Exit: 12, Insn: 5}, Values: make([]uint64, 64)},
+		{Kind: KindRingFlush, Pos: position.Pos{Exit: 13}, Ring: []RingEntry{
 			{Kind: 1, Value: 2_000_000}, {Kind: 1, Value: 2_000_040}, {Kind: 2, Aux: 1, Value: 2_000_090},
 			{Kind: 3, Value: 0x0123456789abcdef}, {Kind: 99, Aux: 5, Value: 42}}},
-		{Kind: KindRingFlush, Pos: Position{Exit: 13}},
-		{Kind: KindSerialRX, Pos: Position{Exit: 20}},
+		{Kind: KindRingFlush, Pos: position.Pos{Exit: 13}},
+		{Kind: KindSerialRX, Pos: position.Pos{Exit: 20}},
 	}
 }
 
@@ -108,25 +110,25 @@ func genStream(n int, seed uint64) []*Event {
 				pfn += 1 + rng.Uint64N(3)
 				pages[i] = pfn<<32 | uint64(rng.Uint32())
 			}
-			e = &Event{Kind: KindCheckpoint, Pos: Position{Exit: exit, Insn: insn}, RIP: 0x100000 + rng.Uint64N(1<<16),
+			e = &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: exit, Insn: insn}, RIP: 0x100000 + rng.Uint64N(1<<16),
 				RegHash: rng.Uint64(), MemHash: rng.Uint64(), Values: testRegs(uint64(len(evs))), Landing: Landing{Pages: pages}}
 		case x < 70:
 			exit++
 			tsc += 14000 + rng.Uint64N(2000)
-			e = &Event{Kind: KindNonDet, Pos: Position{Exit: exit}, Instr: InstrRDTSC, Values: []uint64{tsc}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDTSC, Values: []uint64{tsc}}
 		case x < 73:
 			exit++
 			tsc += 14000 + rng.Uint64N(2000)
-			e = &Event{Kind: KindNonDet, Pos: Position{Exit: exit}, Instr: InstrRDTSCP, Values: []uint64{tsc, 0}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDTSCP, Values: []uint64{tsc, 0}}
 		case x < 76:
 			exit++
-			e = &Event{Kind: KindNonDet, Pos: Position{Exit: exit}, Instr: InstrRDRAND, Values: []uint64{rng.Uint64()}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDRAND, Values: []uint64{rng.Uint64()}}
 		case x < 86:
 			exit += 1 + rng.Uint64N(3)
-			e = &Event{Kind: KindPortIn, Pos: Position{Exit: exit}, Port: 0x3fd, Size: 1, Values: []uint64{0x60 | rng.Uint64N(2)}}
+			e = &Event{Kind: KindPortIn, Pos: position.Pos{Exit: exit}, Port: 0x3fd, Size: 1, Values: []uint64{0x60 | rng.Uint64N(2)}}
 		case x < 87:
 			exit++
-			e = &Event{Kind: KindMMIORead, Pos: Position{Exit: exit}, Addr: 0xfed000f0, Size: 8, Values: []uint64{tsc / 100}}
+			e = &Event{Kind: KindMMIORead, Pos: position.Pos{Exit: exit}, Addr: 0xfed000f0, Size: 8, Values: []uint64{tsc / 100}}
 		case x < 93:
 			if d := rng.Uint64N(3); d > 0 {
 				exit, insn = exit+d, 0
@@ -140,7 +142,7 @@ func genStream(n int, seed uint64) []*Event {
 			if x == 92 {
 				kind = KindInject // a kick: the injection needs its own event
 			}
-			e = &Event{Kind: kind, Pos: Position{Exit: exit, Insn: insn}, Vector: 0x20,
+			e = &Event{Kind: kind, Pos: position.Pos{Exit: exit, Insn: insn}, Vector: 0x20,
 				Landing: Landing{RIP: 0x101000 + rng.Uint64N(4096), RegHash: rng.Uint64(), MemHash: rng.Uint64(), Pages: pages}}
 		case x < 95:
 			exit++
@@ -148,7 +150,7 @@ func genStream(n int, seed uint64) []*Event {
 			for i := range data {
 				data[i] = byte('a' + rng.IntN(26))
 			}
-			e = &Event{Kind: KindSerialRX, Pos: Position{Exit: exit}, Data: data,
+			e = &Event{Kind: KindSerialRX, Pos: position.Pos{Exit: exit}, Data: data,
 				Landing: Landing{RIP: 0x101000 + rng.Uint64N(4096), RegHash: rng.Uint64(), MemHash: rng.Uint64()}}
 		default:
 			exit++
@@ -157,7 +159,7 @@ func genStream(n int, seed uint64) []*Event {
 				tsc += 30 + rng.Uint64N(200)
 				ring[i] = RingEntry{Kind: 1, Value: tsc}
 			}
-			e = &Event{Kind: KindRingFlush, Pos: Position{Exit: exit}, Ring: ring}
+			e = &Event{Kind: KindRingFlush, Pos: position.Pos{Exit: exit}, Ring: ring}
 		}
 		if exit != at && e.Kind != KindInterrupt && e.Kind != KindInject {
 			insn = 0
@@ -334,9 +336,9 @@ func exercise(t *testing.T, data []byte) {
 			r.Next()
 		}
 	}
-	r.SeekPosition(Position{Exit: 3})
+	r.SeekPosition(position.Pos{Exit: 3})
 	r.Next()
-	r.SeekPosition(Position{Exit: ^uint64(0), Insn: ^uint64(0)})
+	r.SeekPosition(position.Pos{Exit: ^uint64(0), Insn: ^uint64(0)})
 	r.Next()
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+
+	"vmrr/position"
 )
 
 func TestKindString(t *testing.T) {
@@ -42,7 +44,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			end := &EndRecord{Reason: "guest exited", Status: 3, RIP: 0x1234, StateHash: 99, Pos: Position{Exit: 1 << 40}}
+			end := &EndRecord{Reason: "guest exited", Status: 3, RIP: 0x1234, StateHash: 99, Pos: position.Pos{Exit: 1 << 40}}
 			b := writeLog(t, testHeader(), tt.evs, tt.opt, end)
 			for _, strip := range []bool{false, true} {
 				data := b
@@ -112,20 +114,20 @@ func TestWriterRefuses(t *testing.T) {
 		e    *Event
 		want string
 	}{
-		{"unknown kind", &Event{Kind: 12, Pos: Position{Exit: 5}}, "unknown event kind 12"},
-		{"kind zero", &Event{Pos: Position{Exit: 5}}, "unknown event kind 0"},
-		{"end", &Event{Kind: KindEnd, Pos: Position{Exit: 5}, End: &EndRecord{}}, "written by Close"},
-		{"no values", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 1}, "0 values"},
-		{"too many values", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 1, Values: make([]uint64, 8)}, "8 values"},
-		{"instr too big", &Event{Kind: KindNonDet, Pos: Position{Exit: 5}, Instr: 32, Values: []uint64{1}}, "over 31"},
-		{"checkpoint values", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Values: make([]uint64, 65)}, "65 values (at most 64)"},
-		{"checkpoint pages", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages+1)}}, "pages (at most"},
-		{"inject pages", &Event{Kind: KindInject, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxLandingPages+1)}}, "pages (at most"},
-		{"huge checkpoint", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages-1)},
+		{"unknown kind", &Event{Kind: 12, Pos: position.Pos{Exit: 5}}, "unknown event kind 12"},
+		{"kind zero", &Event{Pos: position.Pos{Exit: 5}}, "unknown event kind 0"},
+		{"end", &Event{Kind: KindEnd, Pos: position.Pos{Exit: 5}, End: &EndRecord{}}, "written by Close"},
+		{"no values", &Event{Kind: KindNonDet, Pos: position.Pos{Exit: 5}, Instr: 1}, "0 values"},
+		{"too many values", &Event{Kind: KindNonDet, Pos: position.Pos{Exit: 5}, Instr: 1, Values: make([]uint64, 8)}, "8 values"},
+		{"instr too big", &Event{Kind: KindNonDet, Pos: position.Pos{Exit: 5}, Instr: 32, Values: []uint64{1}}, "over 31"},
+		{"checkpoint values", &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 5}, Values: make([]uint64, 65)}, "65 values (at most 64)"},
+		{"checkpoint pages", &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages+1)}}, "pages (at most"},
+		{"inject pages", &Event{Kind: KindInject, Pos: position.Pos{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxLandingPages+1)}}, "pages (at most"},
+		{"huge checkpoint", &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 5}, Landing: Landing{Pages: make([]uint64, maxCheckpointPages-1)},
 			Values: make([]uint64, 64)}, "does not fit"},
-		{"port without value", &Event{Kind: KindPortIn, Pos: Position{Exit: 5}}, "needs exactly 1"},
-		{"backwards", &Event{Kind: KindCheckpoint, Pos: Position{Exit: 4, Insn: 9}}, "before the previous"},
-		{"huge", &Event{Kind: KindSerialRX, Pos: Position{Exit: 5}, Data: make([]byte, MaxFrameBytes)}, "does not fit"},
+		{"port without value", &Event{Kind: KindPortIn, Pos: position.Pos{Exit: 5}}, "needs exactly 1"},
+		{"backwards", &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 4, Insn: 9}}, "before the previous"},
+		{"huge", &Event{Kind: KindSerialRX, Pos: position.Pos{Exit: 5}, Data: make([]byte, MaxFrameBytes)}, "does not fit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,7 +136,7 @@ func TestWriterRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ok := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 5}}
+			ok := &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 5}}
 			if err := w.Append(ok); err != nil {
 				t.Fatal(err)
 			}
@@ -234,7 +236,7 @@ func TestRDTSCRunIsSmall(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := uint64(1); i <= 10000; i++ {
 		tsc += 14000 + rng.Uint64N(2000) // a trap exit's worth of cycles, with jitter
-		evs = append(evs, &Event{Kind: KindNonDet, Pos: Position{Exit: i}, Instr: InstrRDTSC, Values: []uint64{tsc}})
+		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: i}, Instr: InstrRDTSC, Values: []uint64{tsc}})
 	}
 	b := writeLog(t, &Header{}, evs, WriterOptions{}, &EndRecord{})
 	if per := float64(len(b)) / float64(len(evs)); per > 5 {
@@ -536,10 +538,10 @@ func TestCheckpointCompact(t *testing.T) {
 	for i := range pages {
 		pages[i] = uint64(0x100+2*i)<<32 | uint64(0x9e3779b9*uint32(i+1))
 	}
-	first := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 1}, RIP: 0x1000, Values: testRegs(1)}
-	same := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 2}, RIP: 0x1000, Values: testRegs(1)}
-	next := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 3}, RIP: 0x1000, Values: testRegs(2)}
-	withPages := &Event{Kind: KindCheckpoint, Pos: Position{Exit: 4}, RIP: 0x1000, Values: testRegs(2), Landing: Landing{Pages: pages}}
+	first := &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 1}, RIP: 0x1000, Values: testRegs(1)}
+	same := &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 2}, RIP: 0x1000, Values: testRegs(1)}
+	next := &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 3}, RIP: 0x1000, Values: testRegs(2)}
+	withPages := &Event{Kind: KindCheckpoint, Pos: position.Pos{Exit: 4}, RIP: 0x1000, Values: testRegs(2), Landing: Landing{Pages: pages}}
 	var c codec
 	a := c.appendEvent(nil, first)
 	b := c.appendEvent(nil, same)
@@ -584,7 +586,7 @@ func TestCorruptFrames(t *testing.T) {
 		}, "page frame delta is over 32 bits"},
 		{"end not last", func(raw []byte) []byte {
 			var c codec
-			return append(c.appendEvent(nil, &Event{Kind: KindEnd, Pos: Position{Exit: 1}, End: &EndRecord{}}), raw...)
+			return append(c.appendEvent(nil, &Event{Kind: KindEnd, Pos: position.Pos{Exit: 1}, End: &EndRecord{}}), raw...)
 		}, "events after the end event"},
 	}
 	for _, tt := range tests {
@@ -661,7 +663,7 @@ func TestSeek(t *testing.T) {
 				t.Fatalf("SeekPosition(%v): Next = %+v, %v", p, e, err)
 			}
 		}
-		if err := r.SeekPosition(Position{Exit: 1 << 62}); err != nil {
+		if err := r.SeekPosition(position.Pos{Exit: 1 << 62}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := r.Next(); err != io.EOF {
@@ -675,12 +677,12 @@ func TestSeek(t *testing.T) {
 func TestSeekPositionTies(t *testing.T) {
 	var evs []*Event
 	for i := 0; i < 200; i++ {
-		evs = append(evs, &Event{Kind: KindNonDet, Pos: Position{Exit: uint64(i / 50)}, Instr: InstrRDRAND, Values: []uint64{uint64(i)}})
+		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i / 50)}, Instr: InstrRDRAND, Values: []uint64{uint64(i)}})
 	}
 	b := writeLog(t, &Header{}, evs, WriterOptions{FrameBytes: 64}, &EndRecord{})
 	r, _ := NewReader(bytes.NewReader(b), int64(len(b)))
 	for _, exit := range []uint64{0, 1, 2, 3} {
-		if err := r.SeekPosition(Position{Exit: exit}); err != nil {
+		if err := r.SeekPosition(position.Pos{Exit: exit}); err != nil {
 			t.Fatal(err)
 		}
 		if r.Index() != exit*50 {

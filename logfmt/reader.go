@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"github.com/golang/snappy"
+
+	"vmrr/position"
 )
 
 // errNoMoreFrames ends a scan at the footer record: the log was closed.
@@ -233,14 +235,14 @@ func (r *Reader) parseFooter(off int64) ([]frameInfo, *EndRecord, error) {
 	n := d.count(4)
 	frames := make([]frameInfo, n)
 	at, first := r.data, uint64(0)
-	var pos Position
+	var pos position.Pos
 	for i := range frames {
 		size, events := d.uvarint(), d.uvarint()
 		dexit, insn := d.uvarint(), d.uvarint()
 		if dexit == 0 {
 			insn += pos.Insn
 		}
-		next := Position{Exit: pos.Exit + dexit, Insn: insn}
+		next := position.Pos{Exit: pos.Exit + dexit, Insn: insn}
 		if d.bad != "" {
 			break
 		}
@@ -658,7 +660,7 @@ func (r *Reader) seekEnd(index uint64) error {
 // frame headers' first positions say which frame holds it; events before it
 // in that frame are decoded and dropped. If no event is at or after p, the
 // reader is left at the end (Next reports io.EOF or the truncation).
-func (r *Reader) SeekPosition(p Position) error {
+func (r *Reader) SeekPosition(p position.Pos) error {
 	r.resetCursor()
 	for (len(r.frames) == 0 || r.frames[len(r.frames)-1].pos.Less(p)) && r.scanEnd == nil {
 		r.scanEnd = r.scanOne()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+
+	"vmrr/position"
 )
 
 // Default frame bounds: a frame is sealed at about 64 KiB of encoded events,
@@ -48,7 +50,7 @@ type Writer struct {
 	out        []byte // frame header + compressed payload
 	cur        frameInfo
 	frameStart time.Time
-	last       Position // position of the last event appended
+	last       position.Pos // position of the last event appended
 	events     uint64
 	index      []frameInfo
 }
@@ -213,7 +215,7 @@ func (w *Writer) seal() error {
 // Close ends the log: it writes the open frame with the end event as its
 // last, then the footer (frame index and end record) and trailer, fsyncs,
 // and closes a file opened by Create. end.Events is set to Events(); an
-// end.Pos before the last event's position (such as the zero Position)
+// end.Pos before the last event's position (such as the zero position.Pos)
 // becomes that position. A nil end means &EndRecord{Reason: "closed"}.
 func (w *Writer) Close(end *EndRecord) error {
 	if w.done {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"vmrr/machine/cpu"
+	"vmrr/position"
 )
 
 // DefaultMemory is the guest RAM size when Config.MemoryBytes is zero.
@@ -133,18 +134,9 @@ type Result struct {
 	Status  int    // process exit status (see ExitStatus)
 	Value   uint32 // the value written to the debug-exit port
 	RIP     uint64
-	Pos     Position
+	Pos     position.Pos
 	Message string // one line: reason, RIP, exit count, detail
 }
-
-// Position is a point in a run: deterministic exits so far, and
-// instructions executed so far (where the host has an exact counter).
-type Position struct {
-	Exit uint64
-	Insn uint64
-}
-
-func (p Position) String() string { return fmt.Sprintf("exit %d insn %d", p.Exit, p.Insn) }
 
 // Machine is a PC with one vCPU, RAM, devices and the exit loop, on a CPU
 // backend: KVM or the soft CPU.
@@ -311,8 +303,8 @@ func (m *Machine) RaiseIRQ(irq int) {
 func (m *Machine) HasInsnCounter() bool { _, ok := m.vcpu.insnCount(); return ok }
 
 // Position is the current position. It reads the instruction counter.
-func (m *Machine) Position() Position {
-	p := Position{Exit: m.exits}
+func (m *Machine) Position() position.Pos {
+	p := position.Pos{Exit: m.exits}
 	if n, ok := m.vcpu.insnCount(); ok {
 		p.Insn = n - m.insnBase
 	}

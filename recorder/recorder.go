@@ -12,6 +12,7 @@ import (
 	"vmrr/logfmt"
 	"vmrr/machine"
 	"vmrr/nondet"
+	"vmrr/position"
 	"vmrr/tlbsync"
 )
 
@@ -111,7 +112,7 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 		return res, err
 	}
 	if err != nil {
-		r.w.Close(&logfmt.EndRecord{Reason: "recording failed: " + err.Error(), Status: machine.StatusInternal, Pos: pos(m.Position())})
+		r.w.Close(&logfmt.EndRecord{Reason: "recording failed: " + err.Error(), Status: machine.StatusInternal, Pos: m.Position()})
 		return res, err
 	}
 	r.flushRing()
@@ -119,7 +120,7 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	if err != nil {
 		return res, err
 	}
-	end := &logfmt.EndRecord{Reason: res.Reason.String() + ": " + res.Message, Status: res.Status, RIP: res.RIP, StateHash: state, Pos: pos(res.Pos)}
+	end := &logfmt.EndRecord{Reason: res.Reason.String() + ": " + res.Message, Status: res.Status, RIP: res.RIP, StateHash: state, Pos: res.Pos}
 	if err := r.w.Close(end); err != nil {
 		return res, fmt.Errorf("recorder: close log: %w", err)
 	}
@@ -173,8 +174,6 @@ func hostDescription() string {
 	return strings.Join(parts, ", ")
 }
 
-func pos(p machine.Position) logfmt.Position { return logfmt.Position{Exit: p.Exit, Insn: p.Insn} }
-
 // append logs an event at the current position; the first error sticks
 // and stops the run.
 func (r *Recorder) append(e *logfmt.Event) {
@@ -187,9 +186,9 @@ func (r *Recorder) append(e *logfmt.Event) {
 }
 
 // landing describes where the guest stands, for an asynchronous event.
-func (r *Recorder) landing(m *machine.Machine) (logfmt.Position, logfmt.Landing) {
+func (r *Recorder) landing(m *machine.Machine) (position.Pos, logfmt.Landing) {
 	regs, _ := m.Regs()
-	return pos(m.Position()), logfmt.Landing{RIP: regs.RIP, RegHash: machine.RegHash(&regs)}
+	return m.Position(), logfmt.Landing{RIP: regs.RIP, RegHash: machine.RegHash(&regs)}
 }
 
 func (r *Recorder) logTick(m *machine.Machine) {
@@ -219,7 +218,7 @@ func (r *Recorder) checkpoint(m *machine.Machine) {
 		}
 	}
 	r.pages = pages
-	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: pos(m.Position()), RIP: regs.RIP, RegHash: machine.RegHash(&regs),
+	r.append(&logfmt.Event{Kind: logfmt.KindCheckpoint, Pos: m.Position(), RIP: regs.RIP, RegHash: machine.RegHash(&regs),
 		MemHash: machine.HashPages(pages), Values: checkpointValues(m, &regs), Landing: logfmt.Landing{Pages: changed}})
 }
 
@@ -261,7 +260,7 @@ func (r *Recorder) BeforeRun(m *machine.Machine) error {
 // Input reads the outside world and logs the value.
 func (r *Recorder) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
 	v := live()
-	r.append(&logfmt.Event{Kind: logfmt.KindPortIn, Pos: pos(m.Position()), Port: in.Port, Size: in.Size, Values: []uint64{v}})
+	r.append(&logfmt.Event{Kind: logfmt.KindPortIn, Pos: m.Position(), Port: in.Port, Size: in.Size, Values: []uint64{v}})
 	return v, r.err
 }
 
@@ -307,7 +306,7 @@ func (r *Recorder) flushRing() {
 	if len(entries) == 0 {
 		return
 	}
-	ev := &logfmt.Event{Kind: logfmt.KindRingFlush, Pos: pos(r.m.Position()), Ring: make([]logfmt.RingEntry, len(entries))}
+	ev := &logfmt.Event{Kind: logfmt.KindRingFlush, Pos: r.m.Position(), Ring: make([]logfmt.RingEntry, len(entries))}
 	for i, e := range entries {
 		ev.Ring[i] = logfmt.RingEntry{Kind: e.Kind, Aux: e.Aux, Value: e.Value}
 	}

@@ -125,7 +125,7 @@ func TestRecordEnds(t *testing.T) {
 		reason  machine.Reason
 	}{
 		{"timeout", []byte{0xeb, 0xfe}, 200 * time.Millisecond, machine.ReasonTimeout}, // jmp $
-		{"hung", []byte{0xfa, 0xf4}, time.Minute, machine.ReasonHung},                 // cli; hlt
+		{"hung", []byte{0xfa, 0xf4}, time.Minute, machine.ReasonHung},                  // cli; hlt
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"vmrr/machine"
 	"vmrr/nondet"
+	"vmrr/position"
 	"vmrr/recorder"
 )
 
@@ -28,7 +29,7 @@ var longTimeline struct {
 	once  sync.Once
 	tl    *Timeline
 	end   Stop
-	snaps []Position // the snapshots taken on the way to the end
+	snaps []position.Pos // the snapshots taken on the way to the end
 	err   error
 	// intervals counts the snapshot intervals the interval benchmark has
 	// used: each round takes the one before, across the benchmark's runs.
@@ -38,7 +39,7 @@ var longTimeline struct {
 // openLong records longGuest and replays it to the end. It returns the
 // Timeline, how the recording ends and where the replay took snapshots on
 // its way there.
-func openLong(b *testing.B) (*Timeline, Stop, []Position) {
+func openLong(b *testing.B) (*Timeline, Stop, []position.Pos) {
 	b.Helper()
 	lt := &longTimeline
 	lt.once.Do(func() {
@@ -117,7 +118,7 @@ func BenchmarkReverseStepi(b *testing.B) {
 	b.Run("end", func(b *testing.B) {
 		tl, end, snaps := openLong(b)
 		lastSnap := snaps[len(snaps)-1]
-		benchReverseStepi(b, tl, func(int) Position {
+		benchReverseStepi(b, tl, func(int) position.Pos {
 			if _, err := tl.Goto(lastSnap); err != nil {
 				b.Fatal(err)
 			}
@@ -129,7 +130,7 @@ func BenchmarkReverseStepi(b *testing.B) {
 	})
 	b.Run("interval", func(b *testing.B) {
 		tl, _, snaps := openLong(b)
-		benchReverseStepi(b, tl, func(int) Position {
+		benchReverseStepi(b, tl, func(int) position.Pos {
 			k := len(snaps) - 1 - longTimeline.intervals
 			if k < 1 {
 				b.Fatalf("the recording has only %d snapshot intervals", len(snaps)-1)
@@ -146,7 +147,7 @@ func BenchmarkReverseStepi(b *testing.B) {
 
 // benchReverseStepi runs the rounds: setup (untimed) returns the position
 // the replay now stands at; one reverse-stepi and one stepi back are timed.
-func benchReverseStepi(b *testing.B, tl *Timeline, setup func(round int) Position) {
+func benchReverseStepi(b *testing.B, tl *Timeline, setup func(round int) position.Pos) {
 	var back, fwd time.Duration
 	var dist uint64
 	b.ResetTimer()
@@ -175,14 +176,14 @@ func benchReverseStepi(b *testing.B, tl *Timeline, setup func(round int) Positio
 }
 
 // reverseStepi times one reverse-stepi that must land before from.
-func reverseStepi(b *testing.B, tl *Timeline, from Position) time.Duration {
+func reverseStepi(b *testing.B, tl *Timeline, from position.Pos) time.Duration {
 	t0 := time.Now()
 	s, err := tl.ReverseStep(1)
 	d := time.Since(t0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if s.Kind != StopStep || !posLess(s.Pos, from) {
+	if s.Kind != StopStep || !s.Pos.Less(from) {
 		b.Fatalf("reverse-stepi from %+v: %+v", from, s)
 	}
 	return d

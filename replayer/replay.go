@@ -33,7 +33,7 @@ func (o *Outcome) Summary() string {
 	case o.Divergence != nil:
 		return o.Divergence.Error()
 	case o.EndOfLog != nil:
-		return fmt.Sprintf("replayed to the end of the log at %s: %v", o.Result.Pos, o.EndOfLog)
+		return fmt.Sprintf("replayed to the end of the log at position %s: %v", o.Result.Pos, o.EndOfLog)
 	case o.End == nil:
 		return "the log has no end record"
 	case o.Result.Status != o.End.Status:
@@ -80,9 +80,9 @@ func (e *Engine) Run() (*Outcome, error) {
 	} else if end := e.events.End(); end != nil {
 		o.End = end
 	}
-	if o.Divergence == nil && o.EndOfLog == nil && o.End != nil && pos(res.Pos) != o.End.Pos && res.Reason != machine.ReasonStopped {
+	if o.Divergence == nil && o.EndOfLog == nil && o.End != nil && res.Pos != o.End.Pos && res.Reason != machine.ReasonStopped {
 		o.Divergence = &Divergence{Event: e.index, Pos: o.End.Pos,
-			Message: fmt.Sprintf("the replay ended at %s (%s), the recording at %s", pos(res.Pos), res.Message, o.End.Pos)}
+			Message: fmt.Sprintf("the replay ended at %s (%s), the recording at %s", res.Pos, res.Message, o.End.Pos)}
 	}
 	return o, nil
 }

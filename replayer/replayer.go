@@ -12,6 +12,7 @@ import (
 	"vmrr/logfmt"
 	"vmrr/machine"
 	"vmrr/nondet"
+	"vmrr/position"
 	"vmrr/tlbsync"
 )
 
@@ -33,12 +34,12 @@ type Options struct {
 // Divergence is a replay that no longer matches its recording.
 type Divergence struct {
 	Event   uint64 // index of the event that did not match
-	Pos     logfmt.Position
+	Pos     position.Pos
 	Message string
 }
 
 func (d *Divergence) Error() string {
-	return fmt.Sprintf("replay diverged at event %d (%s): %s", d.Event, d.Pos, d.Message)
+	return fmt.Sprintf("replay diverged at event %d (position %s): %s", d.Event, d.Pos, d.Message)
 }
 
 // Engine replays a log on a machine: it is the machine.Hooks of a replay.
@@ -246,11 +247,9 @@ func (e *Engine) Next() (*logfmt.Event, uint64) { return e.next, e.index }
 // *logfmt.TruncatedError, or a corruption error.
 func (e *Engine) EndErr() error { return e.endErr }
 
-func pos(p machine.Position) logfmt.Position { return logfmt.Position{Exit: p.Exit, Insn: p.Insn} }
-
 // diverge builds a divergence at the next event.
 func (e *Engine) diverge(format string, args ...any) error {
-	p := logfmt.Position{}
+	p := position.Pos{}
 	if e.next != nil {
 		p = e.next.Pos
 	}
@@ -274,7 +273,7 @@ func describe(ev *logfmt.Event) string {
 // apply applies every event due at the current position.
 func (e *Engine) apply(m *machine.Machine) error {
 	for e.next != nil {
-		cur := pos(m.Position())
+		cur := m.Position()
 		ev := e.next
 		if cur != ev.Pos {
 			if ev.Pos.Less(cur) {
@@ -510,7 +509,7 @@ func (e *Engine) Debug(m *machine.Machine, d cpu.DebugExit) error {
 	if len(m.Breakpoints()) == 0 {
 		return nil
 	}
-	if ev := e.next; ev != nil && pos(m.Position()) == ev.Pos {
+	if ev := e.next; ev != nil && m.Position() == ev.Pos {
 		return nil // BeforeRun applies it
 	}
 	if len(e.userBPs) > 0 {
@@ -561,13 +560,13 @@ func (e *Engine) Idle(m *machine.Machine) error {
 	}
 	regs, _ := m.Regs()
 	return e.diverge("the guest halted at %s RIP %#x, waiting for an interrupt, but the next event is %s at %s",
-		pos(m.Position()), regs.RIP, describe(e.next), e.next.Pos)
+		m.Position(), regs.RIP, describe(e.next), e.next.Pos)
 }
 
 // Input returns the logged value of an outside-world device read.
 func (e *Engine) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
 	ev := e.next
-	if ev == nil || ev.Kind != logfmt.KindPortIn || ev.Pos != pos(m.Position()) || ev.Port != in.Port {
+	if ev == nil || ev.Kind != logfmt.KindPortIn || ev.Pos != m.Position() || ev.Port != in.Port {
 		if ev == nil && !errors.Is(e.endErr, io.EOF) {
 			return 0, e.endOfLog()
 		}
@@ -575,7 +574,7 @@ func (e *Engine) Input(m *machine.Machine, in machine.Input, live func() uint64)
 		if ev != nil {
 			what = describe(ev) + " at " + ev.Pos.String()
 		}
-		return 0, e.diverge("the guest read port %#x at %s, but the log has %s", in.Port, pos(m.Position()), what)
+		return 0, e.diverge("the guest read port %#x at %s, but the log has %s", in.Port, m.Position(), what)
 	}
 	v := ev.Values[0]
 	e.advance()
@@ -600,10 +599,10 @@ func (e *Engine) Interrupted(m *machine.Machine) error {
 		if e.next != nil {
 			next = describe(e.next) + " at " + e.next.Pos.String()
 		}
-		return e.diverge("no progress for %v: stuck at %s RIP %#x, waiting for %s", e.stuckAfter, pos(m.Position()), regs.RIP, next)
+		return e.diverge("no progress for %v: stuck at %s RIP %#x, waiting for %s", e.stuckAfter, m.Position(), regs.RIP, next)
 	}
 	if ev := e.next; ev != nil {
-		cur := pos(m.Position())
+		cur := m.Position()
 		if ev.Pos.Less(cur) && ev.Pos.Exit <= cur.Exit {
 			regs, _ := m.Regs()
 			return e.diverge("the replay ran past %s at %s without reaching it: now at %s RIP %#x", describe(ev), ev.Pos, cur, regs.RIP)
@@ -668,11 +667,11 @@ func (e *Engine) Value(m *machine.Machine, kind int) (uint64, error) {
 		if e.ringErr != nil && !errors.Is(e.ringErr, io.EOF) {
 			return 0, &EndOfLogError{Err: e.ringErr}
 		}
-		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", nondet.KindName(kind), pos(m.Position()))
+		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", nondet.KindName(kind), m.Position())
 	}
 	ent := e.ring.Take()
 	if int(ent.Kind) != kind {
-		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", nondet.KindName(kind), pos(m.Position()), nondet.KindName(int(ent.Kind)))
+		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", nondet.KindName(kind), m.Position(), nondet.KindName(int(ent.Kind)))
 	}
 	if e.ring.Head() >= machine.RingCapacity {
 		e.refill()

@@ -213,7 +213,7 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("continue to the handler: %+v", first)
 	}
 	second := must(tl.Continue())
-	if second.Kind != StopBreakpoint || !posLess(first.Pos, second.Pos) {
+	if second.Kind != StopBreakpoint || !first.Pos.Less(second.Pos) {
 		t.Fatalf("continue to the handler again: %+v", second)
 	}
 	if rc := must(tl.ReverseContinue()); rc.Kind != StopBreakpoint || rc.Pos != first.Pos {
@@ -234,7 +234,7 @@ func TestTimeline(t *testing.T) {
 	if end.Kind != StopExited || end.Status != 1 {
 		t.Fatalf("goto end: %+v", end)
 	}
-	if last := must(tl.ReverseContinue()); last.Kind != StopWatchpoint || !posLess(w.Pos, last.Pos) {
+	if last := must(tl.ReverseContinue()); last.Kind != StopWatchpoint || !w.Pos.Less(last.Pos) {
 		t.Errorf("reverse-continue from the end: %+v, want the last write to tick_count after %v", last, w.Pos)
 	}
 	if s := must(tl.GotoStart()); s.Pos != start {

@@ -3,15 +3,10 @@
 // moves through the recording in both directions.
 package replayer
 
-import "vmrr/machine/cpu"
-
-// Position is a point in a recording: Exit deterministic exits have
-// happened, and Insn instructions have run since the last of them. In exact
-// mode Exit is 0 and Insn counts every instruction from the start.
-type Position struct {
-	Exit uint64
-	Insn uint64
-}
+import (
+	"vmrr/machine/cpu"
+	"vmrr/position"
+)
 
 // StopKind says why a Session stopped moving.
 type StopKind int
@@ -32,7 +27,7 @@ const (
 // Stop describes where and why a Session stopped.
 type Stop struct {
 	Kind    StopKind
-	Pos     Position
+	Pos     position.Pos
 	RIP     uint64
 	Addr    uint64 // the watched address for StopWatchpoint
 	Status  int    // guest exit status for StopExited
@@ -76,14 +71,14 @@ type Registers struct {
 // EventInfo is one event of the recording, rendered for people.
 type EventInfo struct {
 	Index int
-	Pos   Position
+	Pos   position.Pos
 	Kind  string // "rdtsc", "irq", "port-in", "serial-rx", ...
 	Text  string // kind-specific values
 }
 
 // SnapshotInfo describes one snapshot a Session keeps.
 type SnapshotInfo struct {
-	Pos   Position
+	Pos   position.Pos
 	Event int    // index of the next event at that point
 	Bytes uint64 // memory the snapshot holds
 }
@@ -93,7 +88,7 @@ type SnapshotInfo struct {
 // one goroutine at a time.
 type Session interface {
 	// Position is where the replay stands now.
-	Position() Position
+	Position() position.Pos
 	// Registers reads the vCPU's registers at the current position.
 	Registers() (Registers, error)
 	// ReadVirtual reads guest memory at a virtual address, translated
@@ -114,7 +109,7 @@ type Session interface {
 	// before now, or to the start.
 	ReverseContinue() (Stop, error)
 	// Goto moves to a position.
-	Goto(p Position) (Stop, error)
+	Goto(p position.Pos) (Stop, error)
 	// GotoEvent moves to the point where event k of the log is applied.
 	GotoEvent(k int) (Stop, error)
 	// GotoStart and GotoEnd move to the ends of the recording.

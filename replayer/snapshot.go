@@ -5,6 +5,7 @@ import (
 
 	"vmrr/logfmt"
 	"vmrr/machine"
+	"vmrr/position"
 )
 
 const pageSize = 4096
@@ -13,7 +14,7 @@ const pageSize = 4096
 // devices, the log cursors, the console length, and the guest pages that
 // changed since the snapshot before it.
 type snapshot struct {
-	pos     Position
+	pos     position.Pos
 	cpu     machine.CPUState
 	dev     machine.DeviceState
 	eng     engineState
@@ -74,8 +75,7 @@ func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	mp := m.Position()
-	s := &snapshot{pos: Position{Exit: mp.Exit, Insn: mp.Insn}, cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), console: console, pages: map[uint64][]byte{}}
+	s := &snapshot{pos: m.Position(), cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), console: console, pages: map[uint64][]byte{}}
 	ram := m.Memory().Bytes()
 	if ss.shadow == nil {
 		ss.shadow = append([]byte(nil), ram...)
@@ -102,9 +102,9 @@ func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 }
 
 // before returns the index of the last snapshot at or before p.
-func (ss *snapshots) before(p Position) int {
+func (ss *snapshots) before(p position.Pos) int {
 	for i := len(ss.list) - 1; i >= 0; i-- {
-		if !posLess(p, ss.list[i].pos) {
+		if !p.Less(ss.list[i].pos) {
 			return i
 		}
 	}
@@ -193,5 +193,3 @@ func (ss *snapshots) memory() uint64 {
 	}
 	return n
 }
-
-func posLess(a, b Position) bool { return a.Exit < b.Exit || (a.Exit == b.Exit && a.Insn < b.Insn) }

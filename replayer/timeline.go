@@ -12,6 +12,7 @@ import (
 	"vmrr/logfmt"
 	"vmrr/machine"
 	"vmrr/nondet"
+	"vmrr/position"
 )
 
 // DefaultSnapshotMemory bounds the guest memory snapshots hold beyond the
@@ -51,7 +52,7 @@ type Timeline struct {
 
 // point is a position and the RIP there.
 type point struct {
-	pos Position
+	pos position.Pos
 	rip uint64
 }
 
@@ -125,13 +126,12 @@ func (t *Timeline) Close() error {
 func (t *Timeline) Engine() *Engine { return t.e }
 
 func (t *Timeline) here() point {
-	mp := t.e.m.Position()
 	regs, _ := t.e.m.Regs()
-	return point{Position{Exit: mp.Exit, Insn: mp.Insn}, regs.RIP}
+	return point{t.e.m.Position(), regs.RIP}
 }
 
 // Position is where the replay stands.
-func (t *Timeline) Position() Position { return t.here().pos }
+func (t *Timeline) Position() position.Pos { return t.here().pos }
 
 // Registers reads the vCPU state.
 func (t *Timeline) Registers() (Registers, error) {
@@ -274,7 +274,7 @@ type runOpts struct {
 	check func(p point) (hit, bool)
 	// far, if set, is a position the run may race towards without
 	// stepping; within a margin of it, the run single-steps.
-	far *Position
+	far *position.Pos
 	// snapInsn, if not 0, asks for a snapshot at the first stop at or
 	// past that instruction count, besides the regular ones: a motion that
 	// is about to come back there (reverse-stepi) starts from it instead of
@@ -336,7 +336,7 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		}
 		last := t.snaps.list[len(t.snaps.list)-1]
 		due := p.pos.Insn >= last.pos.Insn+t.every || o.snapInsn != 0 && p.pos.Insn >= o.snapInsn
-		if due && posLess(last.pos, p.pos) {
+		if due && last.pos.Less(p.pos) {
 			t.snaps.take(e, len(t.console.b))
 			o.snapInsn = 0
 		}
@@ -513,9 +513,9 @@ func (t *Timeline) cont() (Stop, error) {
 }
 
 // lastBefore returns the index of the last snapshot strictly before p.
-func (t *Timeline) lastBefore(p Position) int {
+func (t *Timeline) lastBefore(p position.Pos) int {
 	for i := len(t.snaps.list) - 1; i >= 0; i-- {
-		if posLess(t.snaps.list[i].pos, p) {
+		if t.snaps.list[i].pos.Less(p) {
 			return i
 		}
 	}
@@ -538,7 +538,7 @@ func (t *Timeline) restore(i int) error {
 // returns that stop: the caller must stop too. (A scan that diverges ends
 // there, as if it had reached `to`: single-stepping over IRETQ can diverge
 // where the recording does not, and the earlier intervals are still good.)
-func (t *Timeline) scan(i int, to Position, bps []uint64, step bool, snapInsn uint64, mkCheck func() func(p point) (hit, bool), visit func(p point, h hit, hitOK bool)) (*Stop, error) {
+func (t *Timeline) scan(i int, to position.Pos, bps []uint64, step bool, snapInsn uint64, mkCheck func() func(p point) (hit, bool), visit func(p point, h hit, hitOK bool)) (*Stop, error) {
 	if err := t.restore(i); err != nil {
 		return nil, err
 	}
@@ -547,7 +547,7 @@ func (t *Timeline) scan(i int, to Position, bps []uint64, step bool, snapInsn ui
 	h, ok := check(p)
 	visit(p, h, ok)
 	r, err := t.run(runOpts{step: step, bps: bps, snapInsn: snapInsn, check: func(p point) (hit, bool) {
-		if !posLess(p.pos, to) {
+		if !p.pos.Less(to) {
 			// A write seen on arriving at `to` was made before it.
 			if h, ok := check(p); ok && h.kind == StopWatchpoint && p.pos == to {
 				visit(p, h, ok)
@@ -575,7 +575,7 @@ func (t *Timeline) goTo(target point) (Stop, error) {
 		s, err = t.goToFrom(target, false)
 	}
 	if err == errOvershot {
-		return s, fmt.Errorf("position %d:%d is not an instruction boundary of this replay", target.pos.Exit, target.pos.Insn)
+		return s, fmt.Errorf("position %s is not an instruction boundary of this replay", target.pos)
 	}
 	return s, err
 }
@@ -591,7 +591,7 @@ func (target point) at(p point) bool {
 func (t *Timeline) goToFrom(target point, race bool) (Stop, error) {
 	cur := t.here()
 	i := t.snaps.before(target.pos)
-	if posLess(target.pos, cur.pos) || posLess(cur.pos, t.snaps.list[i].pos) || !race ||
+	if target.pos.Less(cur.pos) || cur.pos.Less(t.snaps.list[i].pos) || !race ||
 		cur.pos == target.pos && !target.at(cur) {
 		if err := t.restore(i); err != nil {
 			return Stop{}, err
@@ -601,7 +601,7 @@ func (t *Timeline) goToFrom(target point, race bool) (Stop, error) {
 		return t.stopFrom(runResult{}, StopStep), nil
 	}
 	o := runOpts{step: true, check: func(p point) (hit, bool) {
-		return hit{kind: StopStep}, target.at(p) || posLess(target.pos, p.pos)
+		return hit{kind: StopStep}, target.at(p) || target.pos.Less(p.pos)
 	}}
 	if race {
 		o.far = &target.pos
@@ -689,7 +689,7 @@ func deref(s *Stop) Stop {
 // stepsBack finds the position n instruction boundaries before to, by
 // single-stepping from earlier snapshots; false if that is before the start.
 // A non-nil Stop says the search was interrupted, and where.
-func (t *Timeline) stepsBack(to Position, n int) (point, bool, *Stop, error) {
+func (t *Timeline) stepsBack(to position.Pos, n int) (point, bool, *Stop, error) {
 	for {
 		i := t.lastBefore(to)
 		if i < 0 {
@@ -778,13 +778,13 @@ func (t *Timeline) reverseContinue() (Stop, error) {
 }
 
 // Goto moves to a position.
-func (t *Timeline) Goto(p Position) (Stop, error) {
+func (t *Timeline) Goto(p position.Pos) (Stop, error) {
 	return t.motion(func() (Stop, error) { return t.gotoPos(p) })
 }
 
-func (t *Timeline) gotoPos(p Position) (Stop, error) {
-	if t.end != nil && posLess(t.end.Pos, p) {
-		return Stop{}, fmt.Errorf("position %d:%d is past the end of the recording (%d:%d)", p.Exit, p.Insn, t.end.Pos.Exit, t.end.Pos.Insn)
+func (t *Timeline) gotoPos(p position.Pos) (Stop, error) {
+	if t.end != nil && t.end.Pos.Less(p) {
+		return Stop{}, fmt.Errorf("position %s is past the end of the recording (%s)", p, t.end.Pos)
 	}
 	return t.goTo(point{pos: p})
 }
@@ -863,7 +863,7 @@ func (t *Timeline) Events(from, count int) ([]EventInfo, error) {
 		if err != nil {
 			break
 		}
-		out = append(out, EventInfo{Index: from + i, Pos: Position{Exit: ev.Pos.Exit, Insn: ev.Pos.Insn}, Kind: eventKind(ev), Text: eventText(ev)})
+		out = append(out, EventInfo{Index: from + i, Pos: ev.Pos, Kind: eventKind(ev), Text: eventText(ev)})
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"vmrr/position"
 	"vmrr/replayer"
 )
 
@@ -257,7 +258,7 @@ var errInterrupted = errors.New("interrupted before it started")
 // report says why a motion stopped (unless it simply finished) and shows
 // the instruction at the new RIP.
 func (sh *shell) report(st replayer.Stop) {
-	pos := posString(st.Pos)
+	pos := st.Pos.String()
 	var why string
 	switch st.Kind {
 	case replayer.StopBreakpoint:
@@ -304,7 +305,7 @@ func (sh *shell) describeWatchHit(st replayer.Stop) string {
 			break
 		}
 	}
-	why += fmt.Sprintf(" hit at position %s: %s", posString(st.Pos), sh.label(st.Addr))
+	why += fmt.Sprintf(" hit at position %s: %s", st.Pos, sh.label(st.Addr))
 	if hit != nil && hit.Len <= 8 {
 		b := make([]byte, 8)
 		if n, _ := sh.session.ReadVirtual(hit.Addr, b[:hit.Len]); uint64(n) == hit.Len {
@@ -399,7 +400,7 @@ func cmdGoto(sh *shell, c *call) error {
 	case "end":
 		return sh.move(sh.session.GotoEnd)
 	}
-	p, err := parsePosition(c.args[0])
+	p, err := position.Parse(c.args[0])
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, want)
 	}
@@ -411,7 +412,7 @@ func cmdGoto(sh *shell, c *call) error {
 		return err
 	}
 	if st.Pos != p && endsReplay(st.Kind) {
-		return fmt.Errorf("position %s is past the end of the recording (%s); now at the end", posString(p), posString(st.Pos))
+		return fmt.Errorf("position %s is past the end of the recording (%s); now at the end", p, st.Pos)
 	}
 	sh.report(st)
 	return nil
@@ -421,22 +422,6 @@ func cmdGoto(sh *shell, c *call) error {
 // recording: nothing runs after it.
 func endsReplay(k replayer.StopKind) bool {
 	return k == replayer.StopEnd || k == replayer.StopExited || k == replayer.StopCrashed
-}
-
-// parsePosition reads EXIT:INSN or EXIT.
-func parsePosition(s string) (replayer.Position, error) {
-	e, i, found := strings.Cut(s, ":")
-	exit, err := strconv.ParseUint(e, 10, 64)
-	if err != nil {
-		return replayer.Position{}, fmt.Errorf("bad position %q", s)
-	}
-	var insn uint64
-	if found {
-		if insn, err = strconv.ParseUint(i, 10, 64); err != nil {
-			return replayer.Position{}, fmt.Errorf("bad position %q", s)
-		}
-	}
-	return replayer.Position{Exit: exit, Insn: insn}, nil
 }
 
 func cmdBreak(sh *shell, c *call) error {
@@ -709,12 +694,12 @@ func cmdEvents(sh *shell, c *call) error {
 	if err != nil {
 		return err
 	}
-	now := fmt.Sprintf("--- now: %s ---", posString(sh.session.Position()))
+	now := fmt.Sprintf("--- now: %s ---", sh.session.Position())
 	for _, e := range evs {
 		if e.Index == next {
 			fmt.Fprintln(sh.out, now)
 		}
-		line := fmt.Sprintf("%-7s %-10s %-10s %s", fmt.Sprintf("#%d", e.Index), posString(e.Pos), e.Kind, oneLine(e.Text))
+		line := fmt.Sprintf("%-7s %-10s %-10s %s", fmt.Sprintf("#%d", e.Index), e.Pos, e.Kind, oneLine(e.Text))
 		fmt.Fprintln(sh.out, strings.TrimRight(line, " "))
 	}
 	if len(evs) > 0 && evs[len(evs)-1].Index == next-1 {
@@ -728,7 +713,7 @@ func cmdWhere(sh *shell, c *call) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	fmt.Fprintf(sh.out, "position    %s\n", posString(sh.session.Position()))
+	fmt.Fprintf(sh.out, "position    %s\n", sh.session.Position())
 	r, err := sh.session.Registers()
 	if err != nil {
 		return err
@@ -750,7 +735,7 @@ func cmdWhere(sh *shell, c *call) error {
 			return
 		}
 		e := evs[0]
-		fmt.Fprintf(sh.out, "%-11s #%d at %s: %s %s\n", label, e.Index, posString(e.Pos), e.Kind, oneLine(e.Text))
+		fmt.Fprintf(sh.out, "%-11s #%d at %s: %s %s\n", label, e.Index, e.Pos, e.Kind, oneLine(e.Text))
 	}
 	show("last event", next-1)
 	show("next event", next)
@@ -811,7 +796,7 @@ func cmdSnapshots(sh *shell, c *call) error {
 	tw.row("%s\n", "position\tnext event\tmemory")
 	var total uint64
 	for _, s := range snaps {
-		tw.row("%s\t#%d\t%s\n", posString(s.Pos), s.Event, humanBytes(s.Bytes))
+		tw.row("%s\t#%d\t%s\n", s.Pos, s.Event, humanBytes(s.Bytes))
 		total += s.Bytes
 	}
 	tw.flush()

@@ -29,7 +29,6 @@ import (
 	"unicode"
 
 	"github.com/go-delve/liner"
-
 	"vmrr/replayer"
 )
 
@@ -303,7 +302,7 @@ func (sh *shell) prompt() string {
 	if r, err := sh.session.Registers(); err == nil {
 		where = " " + sh.symOrHex(r.RIP)
 	}
-	s := fmt.Sprintf("(vmrr %s%s) ", posString(p), where)
+	s := fmt.Sprintf("(vmrr %s%s) ", p, where)
 	// liner refuses prompts with control characters; symbol names are
 	// the guest's to choose.
 	return strings.Map(func(r rune) rune {
@@ -320,8 +319,4 @@ func (sh *shell) symOrHex(a uint64) string {
 		return d
 	}
 	return fmt.Sprintf("%#x", a)
-}
-
-func posString(p replayer.Position) string {
-	return fmt.Sprintf("%d:%d", p.Exit, p.Insn)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmrr/position"
 	"vmrr/replayer"
 	"vmrr/shell/internal/fakesession"
 )
@@ -400,7 +401,7 @@ func TestSymbolsFromImage(t *testing.T) {
 // recording ends only by getting there: a goto past the end runs to it.
 type lazyEnd struct{ *fakesession.Session }
 
-func (s lazyEnd) Goto(p replayer.Position) (replayer.Stop, error) {
+func (s lazyEnd) Goto(p position.Pos) (replayer.Stop, error) {
 	st, err := s.Session.Goto(p)
 	if err != nil && strings.Contains(err.Error(), "past the end") {
 		return s.Session.GotoEnd()

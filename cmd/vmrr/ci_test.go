@@ -205,7 +205,7 @@ func TestReplayCheck(t *testing.T) {
 		wantStatus int
 		wantStderr string
 	}{
-		{"identical", good, 0, `^vmrr: check ok: guest status 1 at RIP 0x[0-9a-f]+, exit \d+ insn \d+ \(exited: .*\)\n$`},
+		{"identical", good, 0, `^vmrr: check ok: guest status 1 at RIP 0x[0-9a-f]+, position \d+:\d+ \(exited: .*\)\n$`},
 		{"cut in a frame", write("cut.vmrr", data[:frames+(len(data)-frames)/3]), 74, `^vmrr: check failed: .*log ends early`},
 		{"cut in the header", write("cut-header.vmrr", data[:frames/2]), 74, `^vmrr: check failed: .*log ends early`},
 		{"flipped byte", write("flipped.vmrr", flipped), 74, `^vmrr: check failed: .*checksum mismatch`},
@@ -226,7 +226,7 @@ func TestReplayCheck(t *testing.T) {
 }
 
 // checkLine parses vmrr replay --check's success line.
-var checkLine = regexp.MustCompile(`^vmrr: check ok: guest status (\d+) at RIP (0x[0-9a-f]+), exit (\d+) insn (\d+) `)
+var checkLine = regexp.MustCompile(`^vmrr: check ok: guest status (\d+) at RIP (0x[0-9a-f]+), position (\d+):(\d+) `)
 
 // recordUntilFailure records image with --keep=fail up to max times into
 // dir and returns the first kept log, the one failing run's, and how many
@@ -328,7 +328,7 @@ func TestBenchQEMUTable(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^QEMU rows skipped: .*/nonexistent/qemu`,
 		`(?m)^\| guest \| tool \| run ms \| record ms \| replay ms \|`,
-		`(?m)^\| hello-multiboot \| vmrr `+e2eAccel()+` fast \| \d+ \| \d+ \| \d+ \| [\d.]+ \| \d+ \| 1/1 \| 1 \|$`,
+		`(?m)^\| hello-multiboot \| vmrr ` + e2eAccel() + ` fast \| \d+ \| \d+ \| \d+ \| [\d.]+ \| \d+ \| 1/1 \| 1 \|$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("table does not match %s:\n%s", re, r.stdout)

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"vmrr/logfmt"
+	"vmrr/position"
 )
 
 func init() {
@@ -30,12 +31,12 @@ const exitDamaged = 1
 func dumpCmd(args []string) int {
 	fs := flag.NewFlagSet("dump", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr dump [--json] [--stats] [--from N] [--count K] LOG")
+		fmt.Fprintln(fs.Output(), "usage: vmrr dump [--json] [--stats] [--from N|EXIT:INSN] [--count K] LOG")
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "print one JSON object per line, the header first")
 	stats := fs.Bool("stats", false, "print counts per kind, sizes and compression instead of the events")
-	from := fs.Uint64("from", 0, "start at event `N`")
+	from := fs.String("from", "", "start at event `N`, or at the first event at or after position EXIT:INSN")
 	count := fs.Int64("count", -1, "print at most `K` events (-1: all)")
 
 	// Flags may come after the log name too: parse around it.
@@ -70,14 +71,28 @@ func dumpCmd(args []string) int {
 	p := &dumpPrinter{w: out, json: *asJSON}
 	p.header(path, r.Header(), r.End())
 
-	if *from > 0 {
-		if err := r.SeekEvent(*from); err != nil {
+	if *from != "" {
+		var err error
+		if strings.ContainsAny(*from, ":+") {
+			var p position.Pos
+			if p, err = position.Parse(*from); err != nil {
+				return fail("dump: --from: %v", err)
+			}
+			err = r.SeekPosition(p)
+		} else {
+			var n uint64
+			if n, err = strconv.ParseUint(*from, 10, 64); err != nil {
+				return fail("dump: --from %q: want an event number N or a position EXIT:INSN", *from)
+			}
+			err = r.SeekEvent(n)
+		}
+		if err != nil {
 			out.Flush()
 			var te *logfmt.TruncatedError
 			if errors.As(err, &te) || isDamage(err) {
 				return dumpError(path, err)
 			}
-			return fail("dump: %s: --from %d: %v", path, *from, err)
+			return fail("dump: %s: --from %s: %v", path, *from, err)
 		}
 	}
 	st := newDumpStats()
@@ -299,7 +314,7 @@ func (p *dumpPrinter) event(i uint64, e *logfmt.Event) {
 		return
 	}
 	w := p.w
-	fmt.Fprintf(w, "#%d exit=%d insn=%d %s", i, e.Pos.Exit, e.Pos.Insn, e.Kind)
+	fmt.Fprintf(w, "#%d %s %s", i, e.Pos, e.Kind)
 	switch e.Kind {
 	case logfmt.KindNonDet:
 		fmt.Fprintf(w, " %s", logfmt.InstrName(e.Instr))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"vmrr/logfmt"
+	"vmrr/position"
 )
 
 // dumpTestLog writes a closed log of n events of every kind, in frames of
@@ -32,7 +33,7 @@ func dumpTestLog(t *testing.T, n, frameBytes int) []byte {
 	}
 	tsc := uint64(1_000_000)
 	for i := 0; i < n; i++ {
-		p := logfmt.Position{Exit: uint64(i + 1)}
+		p := position.Pos{Exit: uint64(i + 1)}
 		var e *logfmt.Event
 		switch i % 8 {
 		case 0, 1, 2:
@@ -124,16 +125,16 @@ func TestDump(t *testing.T) {
 			"format    1\n", "image     guest.elf (5 bytes, sha256 ", "memory    32 MiB", "boot      elf64\n",
 			"start     2026-11-26T12:00:00Z\n", "  0x1000 2 bytes rdtsc original 0f31\n",
 			"end       reason=\"guest exited\" status=7",
-			"#0 exit=1 insn=0 nondet rdtsc 0xf7cd8\n",
-			"#3 exit=4 insn=0 port-in port=0x3fd size=1 value=0x61\n",
-			"#4 exit=5 insn=0 irq vector=0x20 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
-			"#5 exit=6 insn=0 serial-rx \"hi\\n\" rip=0x1300 reghash=0x5 memhash=0x6 pages=-\n",
-			"#6 exit=7 insn=0 ring-flush n=2 rdtsc:0xff212 rdtscp:0xff21c,aux=0x1\n",
-			"#7 exit=8 insn=0 checkpoint rip=0x2000 reghash=0x3 memhash=0x4 rax=0x1 rbx=0x2 rcx=0x3 rdx=0x4 rsi=0x5 rdi=0x6 " +
+			"#0 1:0 nondet rdtsc 0xf7cd8\n",
+			"#3 4:0 port-in port=0x3fd size=1 value=0x61\n",
+			"#4 5:0 irq vector=0x20 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
+			"#5 6:0 serial-rx \"hi\\n\" rip=0x1300 reghash=0x5 memhash=0x6 pages=-\n",
+			"#6 7:0 ring-flush n=2 rdtsc:0xff212 rdtscp:0xff21c,aux=0x1\n",
+			"#7 8:0 checkpoint rip=0x2000 reghash=0x3 memhash=0x4 rax=0x1 rbx=0x2 rcx=0x3 rdx=0x4 rsi=0x5 rdi=0x6 " +
 				"rsp=0x7 rbp=0x8 r8=0x9 r9=0xa r10=0xb r11=0xc r12=0xd r13=0xe r14=0xf r15=0x10 rip=0x11 rflags=0x12 " +
 				"pages=0x100:0000abcd,0x101:00000001\n",
-			"#12 exit=13 insn=0 inject vector=0x21 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
-			"#40 exit=40 insn=0 end reason=\"guest exited\" status=7 rip=0x0 statehash=0x0 events=40\n",
+			"#12 13:0 inject vector=0x21 rip=0x1234 reghash=0x1 memhash=0x2 pages=0x100,0x101\n",
+			"#40 40:0 end reason=\"guest exited\" status=7 rip=0x0 statehash=0x0 events=40\n",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
@@ -184,8 +185,19 @@ func TestDump(t *testing.T) {
 	t.Run("from and count", func(t *testing.T) {
 		out, _, st := run(t, "--from", "10", "--count", "3", goodPath)
 		ev := eventLines(out)
-		if st != 0 || len(ev) != 3 || !strings.HasPrefix(ev[0], "#10 exit=11 ") || !strings.HasPrefix(ev[2], "#12 ") {
+		if st != 0 || len(ev) != 3 || !strings.HasPrefix(ev[0], "#10 11:0 ") || !strings.HasPrefix(ev[2], "#12 ") {
 			t.Fatalf("status %d, events %q", st, ev)
+		}
+		// A position, as every other command prints it, starts at the
+		// first event at or after it.
+		for _, p := range []string{"11:0", "10:1"} {
+			out, _, st = run(t, "--from", p, "--count", "1", goodPath)
+			if ev := eventLines(out); st != 0 || len(ev) != 1 || !strings.HasPrefix(ev[0], "#10 11:0 ") {
+				t.Errorf("--from %s: status %d, events %q", p, st, ev)
+			}
+		}
+		if _, errOut, st := run(t, "--from", "11:x", goodPath); st != 2 || !strings.Contains(errOut, `bad position "11:x"`) {
+			t.Errorf("--from 11:x: status %d, %q", st, errOut)
 		}
 		out, _, st = run(t, "--from", "41", goodPath)
 		if st != 0 || len(eventLines(out)) != 0 {

@@ -177,7 +177,7 @@ func TestReplayBadLogs(t *testing.T) {
 		// Half of what follows the header: the header (the CPUID table) can
 		// be half a short log by itself.
 		{"cut at half", []string{writeFile(t, dir, "half.vmrr", raceData[:raceFrames+(len(raceData)-raceFrames)/2])}, 74,
-			`^vmrr: replayed to the end of the log at exit [1-9]\d* insn \d+: log ends early after event [1-9]\d* \(recording was interrupted\)\n$`, "", ""},
+			`^vmrr: replayed to the end of the log at position [1-9]\d*:\d+: log ends early after event [1-9]\d* \(recording was interrupted\)\n$`, "", ""},
 		{"cut after the header", []string{writeFile(t, dir, "header-only.vmrr", raceData[:raceFrames])}, 74,
 			`^vmrr: .*log ends early after event 0 \(recording was interrupted\)`, "", ""},
 		{"cut inside the header", []string{writeFile(t, dir, "cut-header.vmrr", raceData[:raceFrames/2])}, 2, `^vmrr: .*header.*(log ends early|truncated)`, "", ""},

@@ -163,7 +163,7 @@ func inOrder(t *testing.T, out string, patterns ...string) [][]string {
 }
 
 // gdbPos is a position as `monitor info position` prints it.
-var gdbPos = `position exit (\d+) \+ (\d+) insns, rip (0x[0-9a-f]+)`
+var gdbPos = `position (\d+):(\d+), rip (0x[0-9a-f]+)`
 
 // posOf parses the submatches of gdbPos.
 func posOf(m []string) shPos {
@@ -269,7 +269,7 @@ func TestGDBTimer(t *testing.T) {
 		inOrder(t, out,
 			`^No more reverse-execution history\.$`, lit(`$1 = (void (*)()) 0x100000 <_start>`),
 			`^ticks: 20$`, // the guest's console, forwarded
-			`^vmrr: the guest exited with status 1 at exit \d+ \+ \d+ insns, rip 0x[0-9a-f]+ \(end of the recording\)$`,
+			`^vmrr: the guest exited with status 1 at position \d+:\d+, rip 0x[0-9a-f]+ \(end of the recording\)$`,
 			`^No more reverse-execution history\.$`,
 			`^#0  (?:0x[0-9a-f]+ in )?exit \(code=0 '\\000'\) at rt/rt\.c:\d+$`,
 			`^=> 0x[0-9a-f]+ <(?:exit|outb)\+\d+>:\tout +%al,\$0xf4$`,
@@ -332,7 +332,7 @@ func TestGDBCrash(t *testing.T) {
 	s.wait(t)
 	inOrder(t, out,
 		`^about to crash$`,
-		`^vmrr: the guest crashed at exit \d+ \+ \d+ insns, rip 0x[0-9a-f]+: triple fault at RIP 0x[0-9a-f]+, exit \d+: .*$`,
+		`^vmrr: the guest crashed at position \d+:\d+, rip 0x[0-9a-f]+: triple fault at RIP 0x[0-9a-f]+, exit \d+: .*$`,
 		`^Program received signal SIGSEGV, Segmentation fault\.$`,
 		`^0x[0-9a-f]+ in do_crash \(\) at \./crash\.c:12$`,
 		`^#0  0x[0-9a-f]+ in do_crash \(\) at \./crash\.c:12$`, `^#1  0x[0-9a-f]+ in main \(\) at \./crash\.c:18$`,
@@ -382,7 +382,7 @@ func TestGDBFlaky(t *testing.T) {
 	s.wait(t)
 	m := inOrder(t, out,
 		`^FAIL: job (\d+) lost its pointer$`,
-		`^vmrr: the guest exited with status 3 at exit \d+ \+ \d+ insns, rip 0x[0-9a-f]+ \(end of the recording\)$`,
+		`^vmrr: the guest exited with status 3 at position \d+:\d+, rip 0x[0-9a-f]+ \(end of the recording\)$`,
 		`^No more reverse-execution history\.$`,
 		`^#0  (?:0x[0-9a-f]+ in )?exit \(code=code@entry=1 '\\001'\) at rt/rt\.c:\d+$`,
 		`^#1  0x[0-9a-f]+ in main \(\) at \./flaky\.c:\d+$`,

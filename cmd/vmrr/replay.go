@@ -95,7 +95,7 @@ func checkOutcome(o *replayer.Outcome) int {
 		fmt.Fprintf(os.Stderr, "vmrr: check failed: replay ended at RIP %#x, the recording at RIP %#x\n", o.Result.RIP, o.End.RIP)
 		return statusDiverged
 	}
-	fmt.Fprintf(os.Stderr, "vmrr: check ok: guest status %d at RIP %#x, %s (%s)\n", o.Result.Status, o.Result.RIP, o.Result.Pos, o.End.Reason)
+	fmt.Fprintf(os.Stderr, "vmrr: check ok: guest status %d at RIP %#x, position %s (%s)\n", o.Result.Status, o.Result.RIP, o.Result.Pos, o.End.Reason)
 	return 0
 }
 

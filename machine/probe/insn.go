@@ -11,6 +11,7 @@ import (
 	"vmrr/machine/cpu"
 
 	"vmrr/machine"
+	"vmrr/position"
 )
 
 // Outcome is what happened when a guest ran one instruction.
@@ -144,7 +145,7 @@ const (
 
 // mark is the machine's state when the guest wrote a probe port.
 type mark struct {
-	pos      machine.Position
+	pos      position.Pos
 	emulated uint64
 	regs     cpu.Regs
 }

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 	"vmrr/machine/cpu"
+	"vmrr/position"
 	"vmrr/replayer"
 )
 
@@ -110,16 +111,16 @@ func applied(t uint64) uint64 {
 // EventCount is the number of events in the log.
 func (s *Session) EventCount() int { return int(applied(s.cfg.Steps)) }
 
-func (s *Session) posAt(t uint64) replayer.Position {
+func (s *Session) posAt(t uint64) position.Pos {
 	j := applied(t)
 	if j == 0 {
-		return replayer.Position{Insn: t}
+		return position.Pos{Insn: t}
 	}
-	return replayer.Position{Exit: j, Insn: t - eventStep(j-1)}
+	return position.Pos{Exit: j, Insn: t - eventStep(j-1)}
 }
 
 // Position is where the replay stands now.
-func (s *Session) Position() replayer.Position { return s.posAt(s.t) }
+func (s *Session) Position() position.Pos { return s.posAt(s.t) }
 
 func rip(t uint64) uint64 { return ripAt[t%4] }
 
@@ -333,10 +334,10 @@ func (s *Session) ReverseContinue() (replayer.Stop, error) {
 }
 
 // Goto moves to a position of the trace.
-func (s *Session) Goto(p replayer.Position) (replayer.Stop, error) {
+func (s *Session) Goto(p position.Pos) (replayer.Stop, error) {
 	n := uint64(s.EventCount())
 	if p.Exit > n {
-		return replayer.Stop{}, fmt.Errorf("position %d:%d is past the end of the recording (%d exits)", p.Exit, p.Insn, n)
+		return replayer.Stop{}, fmt.Errorf("position %s is past the end of the recording (%d exits)", p, n)
 	}
 	base := uint64(0)
 	if p.Exit > 0 {
@@ -349,10 +350,10 @@ func (s *Session) Goto(p replayer.Position) (replayer.Stop, error) {
 	}
 	if p.Exit == n && (t > limit || t < base) {
 		end := s.posAt(s.cfg.Steps)
-		return replayer.Stop{}, fmt.Errorf("position %d:%d is past the end of the recording (%d:%d)", p.Exit, p.Insn, end.Exit, end.Insn)
+		return replayer.Stop{}, fmt.Errorf("position %s is past the end of the recording (%s)", p, end)
 	}
 	if t > limit || t < base {
-		return replayer.Stop{}, fmt.Errorf("position %d:%d is not in the recording", p.Exit, p.Insn)
+		return replayer.Stop{}, fmt.Errorf("position %s is not in the recording", p)
 	}
 	s.t = t
 	return s.stop(replayer.StopStep), nil
@@ -424,7 +425,7 @@ func (s *Session) Breakpoints() []replayer.Breakpoint {
 }
 
 func (s *Session) event(k int) replayer.EventInfo {
-	e := replayer.EventInfo{Index: k, Pos: replayer.Position{Exit: uint64(k) + 1}}
+	e := replayer.EventInfo{Index: k, Pos: position.Pos{Exit: uint64(k) + 1}}
 	if k%2 == 0 {
 		e.Kind, e.Text = "irq", "irq 0 (timer)"
 	} else {
