@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -39,7 +40,7 @@ func appendFixed(b []byte, e *Event) []byte {
 	b = le.AppendUint64(b, e.Pos.Insn)
 	switch e.Kind {
 	case KindNonDet:
-		b = append(b, e.Instr, byte(len(e.Values)))
+		b = append(b, byte(e.Instr), byte(len(e.Values)))
 		for _, v := range e.Values {
 			b = le.AppendUint64(b, v)
 		}
@@ -219,7 +220,7 @@ func BenchmarkRDTSCRun(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range evs {
 		tsc += 14000 + rng.Uint64N(2000)
-		evs[i] = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i + 1)}, Instr: InstrRDTSC, Values: []uint64{tsc}}
+		evs[i] = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i + 1)}, Instr: cpu.RDTSC, Values: []uint64{tsc}}
 		raw += FixedSize(evs[i])
 	}
 	b.SetBytes(int64(raw))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -70,9 +71,9 @@ const (
 
 func classOf(instr uint32, i int) valueClass {
 	switch {
-	case (instr == uint32(InstrRDTSC) || instr == uint32(InstrRDTSCP)) && i == 0:
+	case (instr == uint32(cpu.RDTSC) || instr == uint32(cpu.RDTSCP)) && i == 0:
 		return classTSC
-	case instr == uint32(InstrRDRAND) || instr == uint32(InstrRDSEED):
+	case instr == uint32(cpu.RDRAND) || instr == uint32(cpu.RDSEED):
 		return classRaw
 	}
 	return classVarint
@@ -161,7 +162,7 @@ func (c *codec) appendEvent(b []byte, e *Event) []byte {
 
 	switch e.Kind {
 	case KindNonDet:
-		b = append(b, e.Instr|byte(len(e.Values))<<5)
+		b = append(b, byte(e.Instr)|byte(len(e.Values))<<5)
 		for i, v := range e.Values {
 			b = c.appendValue(b, classOf(uint32(e.Instr), i), v)
 		}
@@ -406,7 +407,7 @@ func (c *codec) decodeEvent(d *decoder) (*Event, error) {
 	switch k {
 	case KindNonDet:
 		b := d.byte1()
-		e.Instr = b & maxInstr
+		e.Instr = cpu.NonDet(b & maxInstr)
 		n := int(b >> 5)
 		if n == 0 && d.bad == "" {
 			return nil, errors.New("nondet event without values")

@@ -2,7 +2,7 @@ package logfmt
 
 import (
 	"fmt"
-
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -32,13 +32,6 @@ const (
 	maxKind = KindInject
 )
 
-// CheckpointRegisters names a KindCheckpoint's Values, in order, as the
-// recorder stores them.
-var CheckpointRegisters = [...]string{
-	"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
-	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "rflags",
-}
-
 // String names a kind the way vmrr dump prints it.
 func (k Kind) String() string {
 	switch k {
@@ -64,35 +57,6 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Non-deterministic instructions, the values of Event.Instr and
-// RingEntry.Kind. They are numbered as machine.RingKind*, so a ring entry's
-// kind can be stored as it is.
-const (
-	InstrRDTSC  uint8 = 1 // one value: the TSC
-	InstrRDTSCP uint8 = 2 // two values: the TSC, then IA32_TSC_AUX
-	InstrRDRAND uint8 = 3 // one value: the random number
-	InstrRDSEED uint8 = 4 // one value: the random seed
-	InstrRDPID  uint8 = 5 // one value: the processor ID
-)
-
-// InstrName names a non-deterministic instruction ("rdtsc", ...); unknown
-// numbers print as "instr(N)".
-func InstrName(i uint8) string {
-	switch i {
-	case InstrRDTSC:
-		return "rdtsc"
-	case InstrRDTSCP:
-		return "rdtscp"
-	case InstrRDRAND:
-		return "rdrand"
-	case InstrRDSEED:
-		return "rdseed"
-	case InstrRDPID:
-		return "rdpid"
-	}
-	return fmt.Sprintf("instr(%d)", i)
-}
-
 // Landing is where an asynchronous event was delivered when there is no
 // exact instruction count: the replayer runs to the exit count, then stops
 // at the first hit of RIP whose register and memory hashes match.
@@ -110,7 +74,7 @@ type Landing struct {
 // RingEntry is one entry of the in-guest non-determinism ring, as the guest
 // wrote it (machine.RingEntrySize bytes: value, kind, aux).
 type RingEntry struct {
-	Kind  uint32 // an Instr* number
+	Kind  uint32 // a cpu.NonDet, in the ring's 32 bits
 	Aux   uint32 // IA32_TSC_AUX for RDTSCP
 	Value uint64
 }
@@ -120,11 +84,11 @@ type RingEntry struct {
 type Event struct {
 	Kind  Kind
 	Pos   position.Pos
-	Instr uint8 // KindNonDet: an Instr* number
+	Instr cpu.NonDet // KindNonDet: the instruction
 	// Values are a KindNonDet's results (1 to 7; rdtscp: tsc, aux), the
 	// value of a KindPortIn or KindMMIORead (exactly one), or a
-	// KindCheckpoint's registers (0 to 64, as CheckpointRegisters names
-	// them).
+	// KindCheckpoint's registers (0 to 64, in the order the recorder
+	// gives them: machine.RegNames, then the console's length and CRC).
 	Values []uint64
 	Port   uint16 // KindPortIn
 	Addr   uint64 // KindMMIORead

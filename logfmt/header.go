@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"vmrr/machine/cpu"
 )
 
 // CPUIDEntry is one entry of the CPUID table the guest saw (the fields of
@@ -16,10 +18,10 @@ type CPUIDEntry struct{ Function, Index, Flags, EAX, EBX, ECX, EDX uint32 }
 // (patched mode): the replayer patches the same places, and gdb and the
 // shell show the original bytes.
 type Patch struct {
-	Addr     uint64 // guest physical address of the instruction
-	Len      uint8  // bytes patched
-	Original []byte // the bytes that were there
-	Instr    uint8  // the Instr* number of the patched instruction
+	Addr     uint64     // guest physical address of the instruction
+	Len      uint8      // bytes patched
+	Original []byte     // the bytes that were there
+	Instr    cpu.NonDet // the patched instruction
 }
 
 // Header describes a recording: what ran, on what machine, from when. It is
@@ -128,7 +130,7 @@ func encodeHeader(h *Header) ([]byte, error) {
 		v := binary.AppendUvarint(nil, uint64(len(h.Patches)))
 		for _, p := range h.Patches {
 			v = binary.AppendUvarint(v, p.Addr)
-			v = append(v, p.Len, p.Instr)
+			v = append(v, p.Len, byte(p.Instr))
 			v = appendBytes(v, p.Original)
 		}
 		b = appendField(b, hPatches, v)
@@ -196,7 +198,7 @@ func decodeHeader(body []byte) (*Header, error) {
 				p := &h.Patches[i]
 				p.Addr = f.uvarint()
 				p.Len = f.byte1()
-				p.Instr = f.byte1()
+				p.Instr = cpu.NonDet(f.byte1())
 				p.Original = f.bytes()
 			}
 		case hTLBSync:

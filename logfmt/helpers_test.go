@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -27,7 +28,7 @@ func testHeader() *Header {
 			{Function: 0, EAX: 0xd, EBX: 0x756e6547, ECX: 0x6c65746e, EDX: 0x49656e69},
 			{Function: 7, Index: 0, Flags: 1, EBX: 0x40000},
 		},
-		Patches:   []Patch{{Addr: 0x101234, Len: 2, Original: []byte{0x0f, 0x31}, Instr: InstrRDTSC}},
+		Patches:   []Patch{{Addr: 0x101234, Len: 2, Original: []byte{0x0f, 0x31}, Instr: cpu.RDTSC}},
 		TLBSync:   true,
 		Accel:     "soft",
 		Args:      "console=ttyS0",
@@ -44,11 +45,11 @@ func (c *fakeClock) Now() time.Time { return c.t }
 // allKinds is one event of every kind, positions increasing.
 func allKinds() []*Event {
 	return []*Event{
-		{Kind: KindNonDet, Pos: position.Pos{Exit: 1}, Instr: InstrRDTSC, Values: []uint64{1_000_000}},
-		{Kind: KindNonDet, Pos: position.Pos{Exit: 2}, Instr: InstrRDTSCP, Values: []uint64{1_015_000, 3}},
-		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: InstrRDRAND, Values: []uint64{0xdeadbeefcafef00d}},
-		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: InstrRDSEED, Values: []uint64{^uint64(0)}},
-		{Kind: KindNonDet, Pos: position.Pos{Exit: 4, Insn: 7}, Instr: InstrRDPID, Values: []uint64{0}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 1}, Instr: cpu.RDTSC, Values: []uint64{1_000_000}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 2}, Instr: cpu.RDTSCP, Values: []uint64{1_015_000, 3}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: cpu.RDRAND, Values: []uint64{0xdeadbeefcafef00d}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 3}, Instr: cpu.RDSEED, Values: []uint64{^uint64(0)}},
+		{Kind: KindNonDet, Pos: position.Pos{Exit: 4, Insn: 7}, Instr: cpu.RDPID, Values: []uint64{0}},
 		{Kind: KindPortIn, Pos: position.Pos{Exit: 5}, Port: 0x3fd, Size: 1, Values: []uint64{0x61}},
 		{Kind: KindMMIORead, Pos: position.Pos{Exit: 9, Insn: 3}, Addr: 0xfed00000, Size: 4, Values: []uint64{0x12345678}},
 		{Kind: KindInterrupt, Pos: position.Pos{Exit: 9, Insn: 4000}, Vector: 0x20, Landing: Landing{
@@ -77,7 +78,7 @@ func allKinds() []*Event {
 // testRegs is a checkpoint's 18 registers at step i: a counter, a stack
 // pointer that moves, the rest fixed or random-looking.
 func testRegs(i uint64) []uint64 {
-	v := make([]uint64, len(CheckpointRegisters))
+	v := make([]uint64, 18) // as many as the recorder stores
 	for j := range v {
 		v[j] = 0x1000*uint64(j) + 7
 	}
@@ -115,14 +116,14 @@ func genStream(n int, seed uint64) []*Event {
 		case x < 70:
 			exit++
 			tsc += 14000 + rng.Uint64N(2000)
-			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDTSC, Values: []uint64{tsc}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: cpu.RDTSC, Values: []uint64{tsc}}
 		case x < 73:
 			exit++
 			tsc += 14000 + rng.Uint64N(2000)
-			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDTSCP, Values: []uint64{tsc, 0}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: cpu.RDTSCP, Values: []uint64{tsc, 0}}
 		case x < 76:
 			exit++
-			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: InstrRDRAND, Values: []uint64{rng.Uint64()}}
+			e = &Event{Kind: KindNonDet, Pos: position.Pos{Exit: exit}, Instr: cpu.RDRAND, Values: []uint64{rng.Uint64()}}
 		case x < 86:
 			exit += 1 + rng.Uint64N(3)
 			e = &Event{Kind: KindPortIn, Pos: position.Pos{Exit: exit}, Port: 0x3fd, Size: 1, Values: []uint64{0x60 | rng.Uint64N(2)}}

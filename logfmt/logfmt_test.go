@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang/snappy"
 
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -189,7 +190,7 @@ func TestFrameBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	writes := func() int { return out.writes - 1 } // the header was one
-	e := &Event{Kind: KindNonDet, Instr: InstrRDTSC, Values: []uint64{5}}
+	e := &Event{Kind: KindNonDet, Instr: cpu.RDTSC, Values: []uint64{5}}
 	for i := 0; i < 10; i++ {
 		e.Pos.Exit++
 		w.Append(e)
@@ -236,7 +237,7 @@ func TestRDTSCRunIsSmall(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := uint64(1); i <= 10000; i++ {
 		tsc += 14000 + rng.Uint64N(2000) // a trap exit's worth of cycles, with jitter
-		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: i}, Instr: InstrRDTSC, Values: []uint64{tsc}})
+		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: i}, Instr: cpu.RDTSC, Values: []uint64{tsc}})
 	}
 	b := writeLog(t, &Header{}, evs, WriterOptions{}, &EndRecord{})
 	if per := float64(len(b)) / float64(len(evs)); per > 5 {
@@ -677,7 +678,7 @@ func TestSeek(t *testing.T) {
 func TestSeekPositionTies(t *testing.T) {
 	var evs []*Event
 	for i := 0; i < 200; i++ {
-		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i / 50)}, Instr: InstrRDRAND, Values: []uint64{uint64(i)}})
+		evs = append(evs, &Event{Kind: KindNonDet, Pos: position.Pos{Exit: uint64(i / 50)}, Instr: cpu.RDRAND, Values: []uint64{uint64(i)}})
 	}
 	b := writeLog(t, &Header{}, evs, WriterOptions{FrameBytes: 64}, &EndRecord{})
 	r, _ := NewReader(bytes.NewReader(b), int64(len(b)))

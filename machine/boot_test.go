@@ -138,7 +138,7 @@ func TestLoadELF64(t *testing.T) {
 	if r.RIP != 0x100000 || r.RSP != mem-0x10 || r.RFLAGS != 2 {
 		t.Errorf("RIP %#x RSP %#x RFLAGS %#x, want 0x100000 %#x 0x2", r.RIP, r.RSP, r.RFLAGS, mem-0x10)
 	}
-	if CPUMode(&s) != 64 || s.EFER&cpu.EFERLMA == 0 || s.CR0&cpu.CR0PG == 0 || s.CR4&cpu.CR4PAE == 0 || s.CS.DPL != 0 {
+	if cpu.Mode(&s) != 64 || s.EFER&cpu.EFERLMA == 0 || s.CR0&cpu.CR0PG == 0 || s.CR4&cpu.CR4PAE == 0 || s.CS.DPL != 0 {
 		t.Errorf("not 64-bit CPL0 long mode: CR0 %#x CR4 %#x EFER %#x CS %+v", s.CR0, s.CR4, s.EFER, s.CS)
 	}
 	for _, va := range []uint64{0, 0x7c00, 0x100000, 0x12345678, 0xfffff000, 0xffffffff} {
@@ -279,7 +279,7 @@ func TestLoadMultiboot(t *testing.T) {
 			if r.RIP != tt.entry || r.RAX != multibootBootloaderMagic || r.RBX != bootMBInfo {
 				t.Errorf("RIP %#x EAX %#x EBX %#x, want %#x %#x %#x", r.RIP, r.RAX, r.RBX, tt.entry, multibootBootloaderMagic, bootMBInfo)
 			}
-			if CPUMode(&s) != 32 || s.CR0&cpu.CR0PG != 0 || s.EFER != 0 || s.CS.Base != 0 || s.CS.Limit != 0xffffffff || s.DS.Base != 0 {
+			if cpu.Mode(&s) != 32 || s.CR0&cpu.CR0PG != 0 || s.EFER != 0 || s.CS.Base != 0 || s.CS.Limit != 0xffffffff || s.DS.Base != 0 {
 				t.Errorf("not flat 32-bit protected mode without paging: CR0 %#x EFER %#x CS %+v DS %+v", s.CR0, s.EFER, s.CS, s.DS)
 			}
 			checkMultibootInfo(t, m, mem)
@@ -359,8 +359,8 @@ func TestLoadFlat(t *testing.T) {
 		t.Error("image not at 0x7c00")
 	}
 	r, s := regsOf(t, m)
-	if r.RIP != flatLoadAddr || CPUMode(&s) != 16 || s.CS.Base != 0 || s.CS.Selector != 0 || s.SS.Base != 0 {
-		t.Errorf("RIP %#x mode %d CS %+v SS %+v, want real mode at 0000:7c00", r.RIP, CPUMode(&s), s.CS, s.SS)
+	if r.RIP != flatLoadAddr || cpu.Mode(&s) != 16 || s.CS.Base != 0 || s.CS.Selector != 0 || s.SS.Base != 0 {
+		t.Errorf("RIP %#x mode %d CS %+v SS %+v, want real mode at 0000:7c00", r.RIP, cpu.Mode(&s), s.CS, s.SS)
 	}
 	// The largest image that fits below the ring loads.
 	big := make([]byte, RingBase-flatLoadAddr)

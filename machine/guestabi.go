@@ -49,7 +49,8 @@ const (
 	RingMagic = 0x474e5256
 	// RingVersion is the ABI version in the header.
 	RingVersion = 1
-	// RingEntrySize is the size of one entry: value u64, kind u32, aux u32.
+	// RingEntrySize is the size of one entry: value u64, kind u32 (the
+	// cpu.NonDet that produced the value), aux u32.
 	RingEntrySize = 16
 	// RingEntries is the offset of the first entry from RingBase.
 	RingEntries = 0x1000
@@ -63,13 +64,4 @@ const (
 	RingOffEntrySz  = 0x0c // u32
 	RingOffHead     = 0x10 // u64: next entry to fill (record) or read (replay)
 	RingOffRecMask  = 0x18 // u64: all ones while recording, zero in replay
-)
-
-// Ring entry kinds, the non-deterministic instruction that produced a value.
-const (
-	RingKindRDTSC  = 1
-	RingKindRDTSCP = 2 // aux = IA32_TSC_AUX
-	RingKindRDRAND = 3
-	RingKindRDSEED = 4
-	RingKindRDPID  = 5
 )

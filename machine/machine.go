@@ -70,7 +70,7 @@ type Hooks interface {
 	// the host (a replayer must not call it).
 	Input(m *Machine, in Input, live func() uint64) (uint64, error)
 	// NonDet supplies a non-deterministic instruction's result (kind is a
-	// RingKind*) for instructions the VMM emulates.
+	// cpu.NonDet) for instructions the VMM emulates.
 	NonDet(m *Machine, kind int) (uint64, error)
 	// Port is offered accesses to ports with no device model (the trap and
 	// ring doorbell ports); it returns false to leave them unclaimed.
@@ -659,7 +659,7 @@ const (
 func (m *Machine) msrAccess(index uint32, write bool, data *uint64) (ok bool, err error) {
 	switch {
 	case index == msrTSC && !write:
-		v, err := m.hooks.NonDet(m, RingKindRDTSC)
+		v, err := m.hooks.NonDet(m, int(cpu.RDTSC))
 		if err != nil {
 			return false, err
 		}
@@ -723,7 +723,7 @@ func (m *Machine) adjustStep(injected bool, vec uint8) {
 		case op == 0xf4:
 			m.stepping = false
 			return
-		case op == 0xcf && CPUMode(&sregs) == 64:
+		case op == 0xcf && cpu.Mode(&sregs) == 64:
 			size := 4
 			if rexW {
 				size = 8
@@ -753,7 +753,7 @@ func (m *Machine) nextOpcode() (op byte, rexW bool, regs cpu.Regs, sregs cpu.Sre
 	}
 	var code [8]byte
 	n, _ := m.ReadVirtual(&sregs, sregs.CS.Base+regs.RIP, code[:])
-	long := CPUMode(&sregs) == 64
+	long := cpu.Mode(&sregs) == 64
 	for _, b := range code[:n] {
 		switch {
 		case b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0x64 || b == 0x65 || b == 0x66 || b == 0x67 || b == 0xf2 || b == 0xf3:
@@ -775,7 +775,7 @@ func (m *Machine) handlerAddress(vec uint8) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	switch CPUMode(&s) {
+	switch cpu.Mode(&s) {
 	case 64:
 		var g [16]byte
 		if uint64(vec)*16+15 > uint64(s.IDT.Limit) {

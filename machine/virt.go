@@ -5,19 +5,6 @@ import (
 	"vmrr/tlbsync/pagewalk"
 )
 
-// CPUMode is the code size the vCPU executes in: 16, 32 or 64 bits.
-func CPUMode(s *cpu.Sregs) int {
-	switch {
-	case s.CR0&cpu.CR0PE == 0:
-		return 16
-	case s.EFER&cpu.EFERLMA != 0 && s.CS.L != 0:
-		return 64
-	case s.CS.DB != 0:
-		return 32
-	}
-	return 16
-}
-
 // Translate maps a guest linear address to a physical one through the
 // page tables that sregs point at (identity when paging is off).
 func (m *Machine) Translate(s *cpu.Sregs, va uint64) (uint64, error) {

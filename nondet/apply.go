@@ -1,7 +1,6 @@
 package nondet
 
 import (
-	"vmrr/machine"
 	"vmrr/machine/cpu"
 )
 
@@ -10,17 +9,17 @@ import (
 // IA32_TSC_AUX for RDTSCP. It advances RIP past the instruction.
 func Apply(in Inst, r *cpu.Regs, value uint64, aux uint32, mode int) {
 	switch in.Kind {
-	case machine.RingKindRDTSC, machine.RingKindRDTSCP:
+	case cpu.RDTSC, cpu.RDTSCP:
 		r.RAX = value & 0xffffffff
 		r.RDX = value >> 32
-		if in.Kind == machine.RingKindRDTSCP {
+		if in.Kind == cpu.RDTSCP {
 			r.RCX = uint64(aux)
 		}
-	case machine.RingKindRDRAND, machine.RingKindRDSEED:
+	case cpu.RDRAND, cpu.RDSEED:
 		setReg(r, in.Reg, in.OpSize, value)
 		r.RFLAGS &^= cpu.FlagOF | cpu.FlagSF | cpu.FlagZF | cpu.FlagAF | cpu.FlagPF
 		r.RFLAGS |= cpu.FlagCF
-	case machine.RingKindRDPID:
+	case cpu.RDPID:
 		setReg(r, in.Reg, in.OpSize, value)
 	}
 	r.RIP += uint64(in.Len)

@@ -2,37 +2,19 @@ package nondet
 
 import (
 	"golang.org/x/arch/x86/x86asm"
-
-	"vmrr/machine"
+	"vmrr/machine/cpu"
 )
 
 // Inst is a non-deterministic instruction found in guest code.
 type Inst struct {
-	Kind   int // machine.RingKind*
+	Kind   cpu.NonDet
 	Len    int
 	Reg    int // destination register number 0-15 (RDRAND, RDSEED, RDPID)
 	OpSize int // destination size in bits (16, 32, 64)
 }
 
 // Name is the instruction's mnemonic.
-func (i Inst) Name() string { return KindName(i.Kind) }
-
-// KindName names a machine.RingKind*.
-func KindName(kind int) string {
-	switch kind {
-	case machine.RingKindRDTSC:
-		return "rdtsc"
-	case machine.RingKindRDTSCP:
-		return "rdtscp"
-	case machine.RingKindRDRAND:
-		return "rdrand"
-	case machine.RingKindRDSEED:
-		return "rdseed"
-	case machine.RingKindRDPID:
-		return "rdpid"
-	}
-	return "unknown"
-}
+func (i Inst) Name() string { return i.Kind.String() }
 
 // Match reports whether code (the bytes at an instruction boundary)
 // starts with a non-deterministic instruction, for a CPU in the given mode
@@ -78,9 +60,9 @@ prefixes:
 	}
 	switch op := code[i+1]; {
 	case op == 0x31:
-		return Inst{Kind: machine.RingKindRDTSC, Len: i + 2}, true
+		return Inst{Kind: cpu.RDTSC, Len: i + 2}, true
 	case op == 0x01 && i+2 < len(code) && code[i+2] == 0xf9:
-		return Inst{Kind: machine.RingKindRDTSCP, Len: i + 3}, true
+		return Inst{Kind: cpu.RDTSCP, Len: i + 3}, true
 	case op == 0xc7 && i+2 < len(code):
 		modrm := code[i+2]
 		if modrm>>6 != 3 {
@@ -92,16 +74,16 @@ prefixes:
 			if rep {
 				return Inst{}, false
 			}
-			return Inst{Kind: machine.RingKindRDRAND, Len: i + 3, Reg: reg, OpSize: opsize}, true
+			return Inst{Kind: cpu.RDRAND, Len: i + 3, Reg: reg, OpSize: opsize}, true
 		case 7:
 			if rep {
 				size := 32
 				if mode == 64 {
 					size = 64
 				}
-				return Inst{Kind: machine.RingKindRDPID, Len: i + 3, Reg: reg, OpSize: size}, true
+				return Inst{Kind: cpu.RDPID, Len: i + 3, Reg: reg, OpSize: size}, true
 			}
-			return Inst{Kind: machine.RingKindRDSEED, Len: i + 3, Reg: reg, OpSize: opsize}, true
+			return Inst{Kind: cpu.RDSEED, Len: i + 3, Reg: reg, OpSize: opsize}, true
 		}
 	}
 	return Inst{}, false

@@ -6,25 +6,24 @@ package nondet
 
 import (
 	"errors"
-
-	"vmrr/machine"
+	"vmrr/machine/cpu"
 )
 
 // ErrNoEntropy is returned when the host's RDRAND/RDSEED keep failing.
 var ErrNoEntropy = errors.New("nondet: host RDRAND/RDSEED returned no value 100 times")
 
 // Host executes a non-deterministic instruction of the given kind
-// (machine.RingKind*) on the host and returns its value: what a live run or
+// (a cpu.NonDet) on the host and returns its value: what a live run or
 // a recording gives the guest.
 func Host(kind int) (uint64, error) {
-	switch kind {
-	case machine.RingKindRDTSC, machine.RingKindRDTSCP:
+	switch cpu.NonDet(kind) {
+	case cpu.RDTSC, cpu.RDTSCP:
 		return hostRDTSC(), nil
-	case machine.RingKindRDRAND, machine.RingKindRDSEED:
+	case cpu.RDRAND, cpu.RDSEED:
 		for i := 0; i < 100; i++ {
 			var v uint64
 			var ok bool
-			if kind == machine.RingKindRDRAND {
+			if cpu.NonDet(kind) == cpu.RDRAND {
 				v, ok = hostRDRAND()
 			} else {
 				v, ok = hostRDSEED()

@@ -16,24 +16,24 @@ func TestMatch(t *testing.T) {
 		code   []byte
 		mode   int
 		ok     bool
-		kind   int
+		kind   cpu.NonDet
 		length int
 		reg    int
 		size   int
 	}{
-		{"rdtsc", []byte{0x0f, 0x31}, 64, true, machine.RingKindRDTSC, 2, 0, 0},
-		{"rdtsc 32-bit", []byte{0x0f, 0x31}, 32, true, machine.RingKindRDTSC, 2, 0, 0},
-		{"rdtscp", []byte{0x0f, 0x01, 0xf9}, 64, true, machine.RingKindRDTSCP, 3, 0, 0},
-		{"rdrand eax", []byte{0x0f, 0xc7, 0xf0}, 64, true, machine.RingKindRDRAND, 3, 0, 32},
-		{"rdrand rax", []byte{0x48, 0x0f, 0xc7, 0xf0}, 64, true, machine.RingKindRDRAND, 4, 0, 64},
-		{"rdrand r9", []byte{0x49, 0x0f, 0xc7, 0xf1}, 64, true, machine.RingKindRDRAND, 4, 9, 64},
-		{"rdrand ax", []byte{0x66, 0x0f, 0xc7, 0xf0}, 64, true, machine.RingKindRDRAND, 4, 0, 16},
-		{"rdrand ax real mode", []byte{0x0f, 0xc7, 0xf0}, 16, true, machine.RingKindRDRAND, 3, 0, 16},
-		{"rdrand eax real mode", []byte{0x66, 0x0f, 0xc7, 0xf0}, 16, true, machine.RingKindRDRAND, 4, 0, 32},
-		{"rdseed ecx", []byte{0x0f, 0xc7, 0xf9}, 64, true, machine.RingKindRDSEED, 3, 1, 32},
-		{"rdseed r15", []byte{0x49, 0x0f, 0xc7, 0xff}, 64, true, machine.RingKindRDSEED, 4, 15, 64},
-		{"rdpid rax", []byte{0xf3, 0x0f, 0xc7, 0xf8}, 64, true, machine.RingKindRDPID, 4, 0, 64},
-		{"rdpid eax 32-bit", []byte{0xf3, 0x0f, 0xc7, 0xf8}, 32, true, machine.RingKindRDPID, 4, 0, 32},
+		{"rdtsc", []byte{0x0f, 0x31}, 64, true, cpu.RDTSC, 2, 0, 0},
+		{"rdtsc 32-bit", []byte{0x0f, 0x31}, 32, true, cpu.RDTSC, 2, 0, 0},
+		{"rdtscp", []byte{0x0f, 0x01, 0xf9}, 64, true, cpu.RDTSCP, 3, 0, 0},
+		{"rdrand eax", []byte{0x0f, 0xc7, 0xf0}, 64, true, cpu.RDRAND, 3, 0, 32},
+		{"rdrand rax", []byte{0x48, 0x0f, 0xc7, 0xf0}, 64, true, cpu.RDRAND, 4, 0, 64},
+		{"rdrand r9", []byte{0x49, 0x0f, 0xc7, 0xf1}, 64, true, cpu.RDRAND, 4, 9, 64},
+		{"rdrand ax", []byte{0x66, 0x0f, 0xc7, 0xf0}, 64, true, cpu.RDRAND, 4, 0, 16},
+		{"rdrand ax real mode", []byte{0x0f, 0xc7, 0xf0}, 16, true, cpu.RDRAND, 3, 0, 16},
+		{"rdrand eax real mode", []byte{0x66, 0x0f, 0xc7, 0xf0}, 16, true, cpu.RDRAND, 4, 0, 32},
+		{"rdseed ecx", []byte{0x0f, 0xc7, 0xf9}, 64, true, cpu.RDSEED, 3, 1, 32},
+		{"rdseed r15", []byte{0x49, 0x0f, 0xc7, 0xff}, 64, true, cpu.RDSEED, 4, 15, 64},
+		{"rdpid rax", []byte{0xf3, 0x0f, 0xc7, 0xf8}, 64, true, cpu.RDPID, 4, 0, 64},
+		{"rdpid eax 32-bit", []byte{0xf3, 0x0f, 0xc7, 0xf8}, 32, true, cpu.RDPID, 4, 0, 32},
 		{"cmpxchg8b (memory form)", []byte{0x0f, 0xc7, 0x0e}, 64, false, 0, 0, 0, 0},
 		{"vmptrld (memory form /6)", []byte{0x0f, 0xc7, 0x36}, 64, false, 0, 0, 0, 0},
 		{"nop", []byte{0x90}, 64, false, 0, 0, 0, 0},
@@ -61,24 +61,24 @@ func TestMatch(t *testing.T) {
 
 func TestApply(t *testing.T) {
 	r := cpu.Regs{RAX: 0xffffffffffffffff, RDX: 7, RCX: 9, R9: 0x1111222233334444, RIP: 0x1000, RFLAGS: 2 | cpu.FlagZF | cpu.FlagOF}
-	Apply(Inst{Kind: machine.RingKindRDTSC, Len: 2}, &r, 0x0000000a_0000000b, 0, 64)
+	Apply(Inst{Kind: cpu.RDTSC, Len: 2}, &r, 0x0000000a_0000000b, 0, 64)
 	if r.RAX != 0xb || r.RDX != 0xa || r.RIP != 0x1002 || r.RCX != 9 {
 		t.Errorf("rdtsc: %+v", r)
 	}
-	Apply(Inst{Kind: machine.RingKindRDTSCP, Len: 3}, &r, 0x5_00000006, 42, 64)
+	Apply(Inst{Kind: cpu.RDTSCP, Len: 3}, &r, 0x5_00000006, 42, 64)
 	if r.RAX != 6 || r.RDX != 5 || r.RCX != 42 || r.RIP != 0x1005 {
 		t.Errorf("rdtscp: %+v", r)
 	}
-	Apply(Inst{Kind: machine.RingKindRDRAND, Len: 4, Reg: 9, OpSize: 16}, &r, 0xabcdef, 0, 64)
+	Apply(Inst{Kind: cpu.RDRAND, Len: 4, Reg: 9, OpSize: 16}, &r, 0xabcdef, 0, 64)
 	if r.R9 != 0x111122223333cdef || r.RFLAGS != 2|cpu.FlagCF {
 		t.Errorf("rdrand r9w: r9 %#x rflags %#x", r.R9, r.RFLAGS)
 	}
-	Apply(Inst{Kind: machine.RingKindRDSEED, Len: 3, Reg: 9, OpSize: 32}, &r, 0xffffffff_12345678, 0, 64)
+	Apply(Inst{Kind: cpu.RDSEED, Len: 3, Reg: 9, OpSize: 32}, &r, 0xffffffff_12345678, 0, 64)
 	if r.R9 != 0x12345678 {
 		t.Errorf("rdseed r9d: %#x (a 32-bit write zeroes the upper half)", r.R9)
 	}
 	r.RIP = 0xfffffffe
-	Apply(Inst{Kind: machine.RingKindRDTSC, Len: 2}, &r, 1, 0, 32)
+	Apply(Inst{Kind: cpu.RDTSC, Len: 2}, &r, 1, 0, 32)
 	if r.RIP != 0 {
 		t.Errorf("32-bit RIP wraps: %#x", r.RIP)
 	}
@@ -86,8 +86,8 @@ func TestApply(t *testing.T) {
 
 func TestPatches(t *testing.T) {
 	ps := Patches{
-		{Addr: 0x100010, Original: []byte{0x0f, 0x31}, Inst: Inst{Kind: machine.RingKindRDTSC, Len: 2}},
-		{Addr: 0x100020, Original: []byte{0x48, 0x0f, 0xc7, 0xf0}, Inst: Inst{Kind: machine.RingKindRDRAND, Len: 4}},
+		{Addr: 0x100010, Original: []byte{0x0f, 0x31}, Inst: Inst{Kind: cpu.RDTSC, Len: 2}},
+		{Addr: 0x100020, Original: []byte{0x48, 0x0f, 0xc7, 0xf0}, Inst: Inst{Kind: cpu.RDRAND, Len: 4}},
 	}
 	if p := ps.Find(0x100012); p == nil || p.Addr != 0x100010 {
 		t.Errorf("Find(after the first trap) = %v", p)
@@ -163,7 +163,7 @@ func FuzzMatch(f *testing.F) {
 		if in.Len > len(code) || in.Len < 2 {
 			t.Fatalf("Match(% x, %d) = %+v: length outside the bytes", code, m, in)
 		}
-		if in.Kind == machine.RingKindRDTSC {
+		if in.Kind == cpu.RDTSC {
 			inst, err := x86asm.Decode(code, m)
 			if err == nil && inst.Op != 0 && inst.Op != x86asm.RDTSC {
 				t.Fatalf("Match says rdtsc, x86asm says %v for % x", inst, code)

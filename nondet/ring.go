@@ -1,8 +1,10 @@
 package nondet
 
-import "vmrr/machine"
+import (
+	"vmrr/machine"
+)
 
-// Entry is one value in the ring: the instruction kind (machine.RingKind*),
+// Entry is one value in the ring: the instruction kind (a cpu.NonDet),
 // an auxiliary word (RDTSCP's IA32_TSC_AUX) and the value.
 type Entry struct {
 	Kind  uint32

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 )
 
 // Mode is how non-deterministic instructions the host's KVM runs natively
@@ -84,7 +85,7 @@ func (t *Trapper) Install(m *machine.Machine) error {
 // value fetches a trapped instruction's value (RDPID's is IA32_TSC_AUX, not
 // non-deterministic).
 func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
-	if kind == machine.RingKindRDPID {
+	if cpu.NonDet(kind) == cpu.RDPID {
 		return m.TSCAux(), nil
 	}
 	return t.Values.Value(m, kind)
@@ -126,7 +127,7 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 		if err != nil {
 			return err
 		}
-		mode := machine.CPUMode(&sregs)
+		mode := cpu.Mode(&sregs)
 		if t.inRing(sregs.CS.Base + regs.RIP) {
 			return nil
 		}
@@ -136,7 +137,7 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 		if !ok {
 			return nil
 		}
-		v, err := t.value(m, in.Kind)
+		v, err := t.value(m, int(in.Kind))
 		if err != nil {
 			return err
 		}
@@ -177,7 +178,7 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 		if p == nil {
 			return fmt.Errorf("nondet: trap port written at RIP %#x, where vmrr patched nothing", regs.RIP)
 		}
-		v, err := t.value(m, p.Inst.Kind)
+		v, err := t.value(m, int(p.Inst.Kind))
 		if err != nil {
 			return err
 		}
@@ -186,7 +187,7 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 			return err
 		}
 		regs.RIP = p.Addr
-		Apply(p.Inst, &regs, v, uint32(m.TSCAux()), machine.CPUMode(&sregs))
+		Apply(p.Inst, &regs, v, uint32(m.TSCAux()), cpu.Mode(&sregs))
 		return m.SetRegs(&regs)
 	})
 	return true, nil

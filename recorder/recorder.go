@@ -149,7 +149,7 @@ func header(m *machine.Machine, trap *nondet.Trapper, opt Options) *logfmt.Heade
 		h.CPUID = append(h.CPUID, logfmt.CPUIDEntry{Function: e.Function, Index: e.Index, Flags: e.Flags, EAX: e.Eax, EBX: e.Ebx, ECX: e.Ecx, EDX: e.Edx})
 	}
 	for _, p := range trap.Patches {
-		h.Patches = append(h.Patches, logfmt.Patch{Addr: p.Addr, Len: uint8(len(p.Original)), Original: p.Original, Instr: uint8(p.Inst.Kind)})
+		h.Patches = append(h.Patches, logfmt.Patch{Addr: p.Addr, Len: uint8(len(p.Original)), Original: p.Original, Instr: p.Inst.Kind})
 	}
 	return h
 }
@@ -285,7 +285,7 @@ func (r *Recorder) Value(m *machine.Machine, kind int) (uint64, error) {
 		return 0, err
 	}
 	var aux uint32
-	if kind == machine.RingKindRDTSCP {
+	if cpu.NonDet(kind) == cpu.RDTSCP {
 		aux = uint32(m.TSCAux())
 	}
 	if r.ring.Put(nondet.Entry{Kind: uint32(kind), Aux: aux, Value: v}) {

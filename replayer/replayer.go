@@ -667,11 +667,11 @@ func (e *Engine) Value(m *machine.Machine, kind int) (uint64, error) {
 		if e.ringErr != nil && !errors.Is(e.ringErr, io.EOF) {
 			return 0, &EndOfLogError{Err: e.ringErr}
 		}
-		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", nondet.KindName(kind), m.Position())
+		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", cpu.NonDet(kind), m.Position())
 	}
 	ent := e.ring.Take()
 	if int(ent.Kind) != kind {
-		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", nondet.KindName(kind), m.Position(), nondet.KindName(int(ent.Kind)))
+		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", cpu.NonDet(kind), m.Position(), cpu.NonDet(ent.Kind))
 	}
 	if e.ring.Head() >= machine.RingCapacity {
 		e.refill()

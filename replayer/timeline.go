@@ -870,7 +870,7 @@ func (t *Timeline) Events(from, count int) ([]EventInfo, error) {
 
 func eventKind(ev *logfmt.Event) string {
 	if ev.Kind == logfmt.KindNonDet {
-		return logfmt.InstrName(ev.Instr)
+		return ev.Instr.String()
 	}
 	return ev.Kind.String()
 }

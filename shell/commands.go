@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"vmrr/machine/cpu"
 	"vmrr/position"
 	"vmrr/replayer"
 )
@@ -322,7 +323,7 @@ func (sh *shell) showCurrent() {
 		fmt.Fprintf(sh.out, "(registers unavailable: %s)\n", oneLine(err.Error()))
 		return
 	}
-	if _, err := sh.disassemble(sh.out, r.RIP, 1, cpuMode(&r), r.RIP); err != nil {
+	if _, err := sh.disassemble(sh.out, r.RIP, 1, cpu.Mode(&r.Sregs), r.RIP); err != nil {
 		fmt.Fprintf(sh.out, "=> %s: (%s)\n", sh.label(r.RIP), oneLine(err.Error()))
 	}
 }
@@ -629,7 +630,7 @@ func cmdDisas(sh *shell, c *call) error {
 			}
 		}
 	}
-	next, err := sh.disassemble(sh.out, addr, n, cpuMode(&r), r.RIP)
+	next, err := sh.disassemble(sh.out, addr, n, cpu.Mode(&r.Sregs), r.RIP)
 	sh.disNext, sh.disCount, sh.disValid = next, n, true
 	return err
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"vmrr/machine/cpu"
 )
 
 // examineFormat is a parsed x/FMT: a count, a unit size and a display
@@ -66,7 +68,7 @@ func (sh *shell) examine(w io.Writer, addr uint64, f examineFormat) (uint64, err
 		if err != nil {
 			return addr, fmt.Errorf("reading registers: %w", err)
 		}
-		return sh.disassemble(w, addr, f.count, cpuMode(&r), r.RIP)
+		return sh.disassemble(w, addr, f.count, cpu.Mode(&r.Sregs), r.RIP)
 	case 's':
 		return sh.examineStrings(w, addr, f.count)
 	}

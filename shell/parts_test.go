@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"vmrr/machine/cpu"
 	"vmrr/replayer"
 	"vmrr/shell/internal/fakesession"
 )
@@ -197,14 +198,14 @@ func TestCPUMode(t *testing.T) {
 	}{{64}, {32}, {16}}
 	for _, tt := range tests {
 		r, _ := fakesession.New(fakesession.Config{Mode: tt.mode}).Registers()
-		if got := cpuMode(&r); got != tt.mode {
-			t.Errorf("cpuMode(fake %d-bit) = %d", tt.mode, got)
+		if got := cpu.Mode(&r.Sregs); got != tt.mode {
+			t.Errorf("cpu.Mode(fake %d-bit) = %d", tt.mode, got)
 		}
 	}
 	// Long mode with a 32-bit code segment (compatibility mode) decodes as 32.
 	r, _ := fakesession.New(fakesession.Config{}).Registers()
 	r.Sregs.CS.L, r.Sregs.CS.DB = 0, 1
-	if got := cpuMode(&r); got != 32 {
+	if got := cpu.Mode(&r.Sregs); got != 32 {
 		t.Errorf("compatibility mode = %d, want 32", got)
 	}
 }

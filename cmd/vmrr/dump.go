@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"vmrr/logfmt"
+	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -232,7 +234,7 @@ func (p *dumpPrinter) header(path string, h *logfmt.Header, end *logfmt.EndRecor
 				hex64(uint64(c.EAX)), hex64(uint64(c.EBX)), hex64(uint64(c.ECX)), hex64(uint64(c.EDX))})
 		}
 		for _, pt := range h.Patches {
-			v.Patches = append(v.Patches, jsonPatch{hex64(pt.Addr), pt.Len, logfmt.InstrName(pt.Instr), hex.EncodeToString(pt.Original)})
+			v.Patches = append(v.Patches, jsonPatch{hex64(pt.Addr), pt.Len, pt.Instr.String(), hex.EncodeToString(pt.Original)})
 		}
 		p.emit(v)
 		return
@@ -265,7 +267,7 @@ func (p *dumpPrinter) header(path string, h *logfmt.Header, end *logfmt.EndRecor
 	}
 	line("patches", "%d", len(h.Patches))
 	for _, pt := range h.Patches {
-		fmt.Fprintf(w, "  %#x %d bytes %s original %x\n", pt.Addr, pt.Len, logfmt.InstrName(pt.Instr), pt.Original)
+		fmt.Fprintf(w, "  %#x %d bytes %s original %x\n", pt.Addr, pt.Len, pt.Instr.String(), pt.Original)
 	}
 	if end != nil {
 		line("end", "%s", endText(end))
@@ -317,7 +319,7 @@ func (p *dumpPrinter) event(i uint64, e *logfmt.Event) {
 	fmt.Fprintf(w, "#%d %s %s", i, e.Pos, e.Kind)
 	switch e.Kind {
 	case logfmt.KindNonDet:
-		fmt.Fprintf(w, " %s", logfmt.InstrName(e.Instr))
+		fmt.Fprintf(w, " %s", e.Instr.String())
 		for _, v := range e.Values {
 			fmt.Fprintf(w, " %#x", v)
 		}
@@ -378,8 +380,8 @@ func landingText(w *bufio.Writer, l *logfmt.Landing) {
 // checkpointRegName names a checkpoint's value i; values past the known
 // registers print by number.
 func checkpointRegName(i int) string {
-	if i < len(logfmt.CheckpointRegisters) {
-		return logfmt.CheckpointRegisters[i]
+	if i < len(machine.RegNames) {
+		return machine.RegNames[i]
 	}
 	return fmt.Sprintf("v%d", i)
 }
@@ -389,14 +391,14 @@ func ringKindName(k uint32) string {
 	if k > 0xff {
 		return fmt.Sprintf("instr(%d)", k)
 	}
-	return logfmt.InstrName(uint8(k))
+	return cpu.NonDet(k).String()
 }
 
 func eventJSON(i uint64, e *logfmt.Event) *jsonEvent {
 	j := &jsonEvent{Type: "event", Index: i, Kind: e.Kind.String(), Exit: e.Pos.Exit, Insn: e.Pos.Insn}
 	switch e.Kind {
 	case logfmt.KindNonDet:
-		j.Instr = logfmt.InstrName(e.Instr)
+		j.Instr = e.Instr.String()
 		for _, v := range e.Values {
 			j.Values = append(j.Values, hex64(v))
 		}

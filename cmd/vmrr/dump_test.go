@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"vmrr/logfmt"
+	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -25,7 +27,7 @@ func dumpTestLog(t *testing.T, n, frameBytes int) []byte {
 	img := []byte("image")
 	h := &logfmt.Header{VMRRVersion: "test", ImagePath: "guest.elf", ImageSHA256: logfmt.HashImage(img), ImageSize: 5,
 		MemoryBytes: 32 << 20, Boot: "elf64", Mode: "fast", CPUID: []logfmt.CPUIDEntry{{Function: 1, EAX: 0x306a9}},
-		Patches:   []logfmt.Patch{{Addr: 0x1000, Len: 2, Original: []byte{0x0f, 0x31}, Instr: logfmt.InstrRDTSC}},
+		Patches:   []logfmt.Patch{{Addr: 0x1000, Len: 2, Original: []byte{0x0f, 0x31}, Instr: cpu.RDTSC}},
 		StartTime: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), Host: "test host"}
 	w, err := logfmt.Create(path, h, logfmt.WriterOptions{FrameBytes: frameBytes})
 	if err != nil {
@@ -38,7 +40,7 @@ func dumpTestLog(t *testing.T, n, frameBytes int) []byte {
 		switch i % 8 {
 		case 0, 1, 2:
 			tsc += 15000
-			e = &logfmt.Event{Kind: logfmt.KindNonDet, Pos: p, Instr: logfmt.InstrRDTSC, Values: []uint64{tsc}}
+			e = &logfmt.Event{Kind: logfmt.KindNonDet, Pos: p, Instr: cpu.RDTSC, Values: []uint64{tsc}}
 		case 3:
 			e = &logfmt.Event{Kind: logfmt.KindPortIn, Pos: p, Port: 0x3fd, Size: 1, Values: []uint64{0x61}}
 		case 4:
@@ -53,7 +55,7 @@ func dumpTestLog(t *testing.T, n, frameBytes int) []byte {
 		case 6:
 			e = &logfmt.Event{Kind: logfmt.KindRingFlush, Pos: p, Ring: []logfmt.RingEntry{{Kind: 1, Value: tsc + 10}, {Kind: 2, Aux: 1, Value: tsc + 20}}}
 		case 7:
-			regs := make([]uint64, len(logfmt.CheckpointRegisters))
+			regs := make([]uint64, len(machine.RegNames))
 			for j := range regs {
 				regs[j] = uint64(j + 1)
 			}

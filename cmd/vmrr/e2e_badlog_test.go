@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"vmrr/logfmt"
+	"vmrr/machine/cpu"
 )
 
 // recordLog records image into dir/name with args and returns the log's path
@@ -114,7 +115,7 @@ func TestReplayBadLogs(t *testing.T) {
 			return
 		}
 		for j := range e.Ring {
-			if e.Ring[j].Kind == uint32(logfmt.InstrRDTSC) {
+			if e.Ring[j].Kind == uint32(cpu.RDTSC) {
 				oldTSC = e.Ring[j].Value
 				e.Ring[j].Value ^= 0xff00
 				newTSC = e.Ring[j].Value

@@ -256,7 +256,7 @@ func classify(spec insnSpec, h *insnHooks, res machine.Result, counter bool) Cel
 	case h.vector >= 0 && h.vector == spec.vector:
 		end, extra = h.at, spec.extra
 	case h.vector >= 0:
-		name := vectorName(h.vector)
+		name := cpu.ExceptionName(uint8(h.vector))
 		if h.errCode >= 0 {
 			name += fmt.Sprintf("(%#x)", h.errCode)
 		}
@@ -295,7 +295,7 @@ func classify(spec insnSpec, h *insnHooks, res machine.Result, counter bool) Cel
 
 func resultText(h *insnHooks, res machine.Result) string {
 	if h.vector >= 0 {
-		return "the guest got " + vectorName(h.vector)
+		return "the guest got " + cpu.ExceptionName(uint8(h.vector))
 	}
 	return res.Message
 }
@@ -307,15 +307,6 @@ func hasErrorCode(v int) bool {
 		return true
 	}
 	return false
-}
-
-// vectorName names an exception vector.
-func vectorName(v int) string {
-	names := map[int]string{0: "#DE", 1: "#DB", 3: "#BP", 6: "#UD", 8: "#DF", 13: "#GP", 14: "#PF", 12: "#SS", 11: "#NP", 10: "#TS"}
-	if n, ok := names[v]; ok {
-		return n
-	}
-	return fmt.Sprintf("vector %#x", v)
 }
 
 // probeInsns fills the instruction table.

@@ -125,7 +125,7 @@ func (g *rawGuest) describe(r uint32) string {
 	case kvm.ExitIO:
 		port, v := g.port()
 		if port == portFault {
-			return "the guest got " + vectorName(int(v))
+			return "the guest got " + cpu.ExceptionName(uint8(v))
 		}
 		return fmt.Sprintf("port %#x exit", port)
 	case kvm.ExitInternalError:
