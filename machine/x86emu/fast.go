@@ -56,28 +56,65 @@ type Fast struct {
 
 	// Per-Run state: the general registers (encoding order, then the
 	// zero slot and the block's RIP), RFLAGS, and what the mode allows.
-	r  [18]uint64
+	// r is indexed by uint8 slots: 256 entries need no bounds checks.
+	r  [256]uint64
 	fl uint64
 	// Lazy status flags: when lz is not lzNone, the six status flags in
 	// fl are stale and follow from the last operation's operands.
 	lz                 uint8
 	lzA, lzB, lzR, lzS uint64
-	target             uint64 // where a taken branch goes
-	paging             bool
-	long               bool
-	stackOK            bool
-	bits               uint8
-	rdNeed             uint8
-	wrNeed             uint8
-	fxMask             uint8
-	fxNeed             uint8
-	addrMask           uint64
-	canon              uint
-	segOK              [4]bool
-	segBase            [4]uint64
+	// With lzOver in lz, the flags in ovM are ovV, whatever the lazy
+	// operation gives for them (a rotate's CF and OF).
+	ovM, ovV uint64
+	target   uint64 // where a taken branch goes
+	paging   bool
+	long     bool
+	stackOK  bool
+	bits     uint8
+	rdNeed   uint8
+	wrNeed   uint8
+	fxMask   uint8
+	fxNeed   uint8
+	addrMask uint64
+	canon    uint
+	segOK    [4]bool
+	dsOK     bool // DS and SS are flat: offsets are linear addresses
+	segBase  [4]uint64
 
 	// Stats counts what the cache did.
 	Stats FastStats
+	// Dirty, if set, records every page written: by the fast path's
+	// stores and through Written.
+	Dirty *DirtyLog
+}
+
+// DirtyLog records which RAM pages were written since it was last taken:
+// the soft CPU's dirty log, which lets a snapshot copy only those pages.
+type DirtyLog struct {
+	mark  []byte
+	pages []uint64
+}
+
+// NewDirtyLog makes a log for RAM of the given number of pages.
+func NewDirtyLog(pages int) *DirtyLog { return &DirtyLog{mark: make([]byte, pages)} }
+
+// Mark records page p as written.
+func (d *DirtyLog) Mark(p uint64) {
+	if p < uint64(len(d.mark)) && d.mark[p] == 0 {
+		d.mark[p] = 1
+		d.pages = append(d.pages, p)
+	}
+}
+
+// Take returns the pages written since the last Take, in the order first
+// written, and starts afresh.
+func (d *DirtyLog) Take() []uint64 {
+	pages := d.pages
+	for _, p := range pages {
+		d.mark[p] = 0
+	}
+	d.pages = nil
+	return pages
 }
 
 // FastStats counts the decoded-code cache's work.
@@ -124,6 +161,11 @@ func (f *Fast) Written(gpa uint64, n int) {
 		return
 	}
 	last := gpa + uint64(n) - 1
+	if f.Dirty != nil {
+		for p := gpa >> 12; p <= last>>12; p++ {
+			f.Dirty.Mark(p)
+		}
+	}
 	for p := gpa >> 12; p <= last>>12 && p < uint64(len(f.code)); p++ {
 		w := f.code[p]
 		if w == 0 {
@@ -171,12 +213,14 @@ func (f *Fast) decodeBlock(gpa uint64) *fblock {
 		if in.base == slotRIP {
 			in.disp += uint64(in.end)
 		}
+		specialise(&in)
 		b.insts = append(b.insts, in)
 		off = gpa + uint64(in.end)
 		if in.op == fJmp || in.op == fCall || in.op == fRet {
 			break
 		}
 	}
+	liveFlags(b.insts)
 	last := max(off, gpa+1) - 1
 	lo, hi := gpa>>6&63, last>>6&63
 	f.code[p] |= (^uint64(0) >> (63 - hi)) & (^uint64(0) << lo)
@@ -210,6 +254,7 @@ func (f *Fast) setup(c *CPU) bool {
 	default:
 		return false
 	}
+	f.dsOK = f.segOK[fsegDS] && f.segOK[fsegSS]
 	f.paging = s.CR0&cpu.CR0PG != 0
 	f.rdNeed, f.wrNeed = 0, TLBDirty|TLBSupWrite
 	if s.SS.DPL&3 == 3 {
@@ -228,8 +273,9 @@ func flatData(s *cpu.Segment) bool {
 
 // regSlots maps encoding order to cpu.Regs.
 func (f *Fast) loadRegs(r *cpu.Regs) {
-	f.r = [18]uint64{r.RAX, r.RCX, r.RDX, r.RBX, r.RSP, r.RBP, r.RSI, r.RDI,
+	*(*[16]uint64)(f.r[:]) = [16]uint64{r.RAX, r.RCX, r.RDX, r.RBX, r.RSP, r.RBP, r.RSI, r.RDI,
 		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}
+	f.r[slotZero] = 0
 	f.fl = r.RFLAGS
 	f.lz = lzNone
 }
@@ -298,11 +344,21 @@ func (f *Fast) Run(c *CPU, budget uint64, stop *atomic.Bool) (n uint64, slow boo
 				prev.succ, prev.succLin = b, rip
 			}
 		}
-		var cont bool
-		cont, same = f.runBlock(b, rip, budget, &n, &rip, &slow)
-		if !cont {
+		left := budget - n
+		var k uint64
+		var res int
+		base := rip
+		if uint64(len(b.insts)) <= left {
+			k, rip, res = f.runFull(b, base, left, stop)
+		} else {
+			k, rip, res = f.runExact(b, base, left)
+		}
+		n += k
+		if res != rNext {
+			slow = res == rBail
 			break
 		}
+		same = rip>>12 == base>>12
 		prev = b
 	}
 	f.storeRegs(&c.Regs)
@@ -312,36 +368,6 @@ func (f *Fast) Run(c *CPU, budget uint64, stop *atomic.Bool) (n uint64, slow boo
 		c.Regs.RFLAGS = c.Regs.RFLAGS&^cpu.FlagRF | flagFixed
 	}
 	return n, slow
-}
-
-// runBlock runs b, entered at rip, and advances n and rip. It reports
-// whether to go on, and whether the new rip is in the linear page b was
-// entered in.
-func (f *Fast) runBlock(b *fblock, rip, budget uint64, n, next *uint64, slow *bool) (cont, same bool) {
-	base := rip
-	f.r[slotRIP] = base
-	addrMask := f.addrMask
-	cnt := *n
-	for i := range b.insts {
-		in := &b.insts[i]
-		if cnt == budget {
-			*n, *next = cnt, (base+uint64(in.start))&addrMask
-			return false, false
-		}
-		switch f.exec(in, base) {
-		case xBail:
-			*n, *next = cnt, (base+uint64(in.start))&addrMask
-			*slow = true
-			return false, false
-		case xBranch:
-			*n, *next = cnt+1, f.target
-			return true, f.target>>12 == base>>12
-		}
-		cnt++
-	}
-	t := (base + uint64(b.insts[len(b.insts)-1].end)) & addrMask
-	*n, *next = cnt, t
-	return true, t>>12 == base>>12
 }
 
 // exec's results.
@@ -447,14 +473,18 @@ const (
 	lzLogic // lzR of AND, OR, XOR, TEST: CF, OF, AF clear
 	lzInc   // lzA + 1 = lzR, CF in fl
 	lzDec   // lzA - 1 = lzR, CF in fl
+
+	lzOver = 0x80 // with one of the above: ovM and ovV override it
 )
 
 // flags brings the status flags in fl up to date.
 func (f *Fast) flags() uint64 {
-	var fl uint64
-	switch f.lz {
-	case lzNone:
+	lz := f.lz
+	if lz == lzNone {
 		return f.fl
+	}
+	var fl uint64
+	switch lz &^ lzOver {
 	case lzAdd:
 		fl = addFl(f.lzA, f.lzB, f.lzR, f.lzS)
 	case lzSub:
@@ -466,6 +496,9 @@ func (f *Fast) flags() uint64 {
 	case lzDec:
 		fl = subFl(f.lzA, 1, f.lzR, f.lzS)&^flCF | f.fl&flCF
 	}
+	if lz&lzOver != 0 {
+		fl = fl&^f.ovM | f.ovV
+	}
 	f.lz = lzNone
 	f.fl = f.fl&^arithFlags | fl
 	return f.fl
@@ -473,7 +506,10 @@ func (f *Fast) flags() uint64 {
 
 // cf is CF without bringing the other flags up to date.
 func (f *Fast) cf() uint64 {
-	switch f.lz {
+	if f.lz&lzOver != 0 && f.ovM&flCF != 0 {
+		return f.ovV & flCF
+	}
+	switch f.lz &^ lzOver {
 	case lzAdd:
 		if f.lzR < f.lzA {
 			return flCF
@@ -497,6 +533,7 @@ func (f *Fast) cond(cc uint8) bool {
 	case 1:
 		return (f.cf() != 0) != (cc&1 != 0)
 	case 2:
+		// Every lazy kind has ZF from lzR; an override is never ZF.
 		if f.lz != lzNone {
 			return (f.lzR == 0) != (cc&1 != 0)
 		}
@@ -575,6 +612,9 @@ func (f *Fast) hostW(lin, size uint64) (uint64, bool) {
 	}
 	if f.watched != nil && f.watched[p] != 0 {
 		return 0, false
+	}
+	if d := f.Dirty; d != nil && d.mark[p] == 0 {
+		d.Mark(p)
 	}
 	return gpa, true
 }
@@ -945,7 +985,7 @@ func (f *Fast) shift(in *finst) int {
 				fl |= flOF
 			}
 		}
-		f.fl = f.flags()&^mask | fl&mask
+		f.setOver(mask, fl&mask)
 		if in.mem {
 			f.st(gpa, in.size, r)
 		} else {

@@ -123,6 +123,123 @@ func genCode(r *rand.Rand, long bool, n int) []byte {
 	return b
 }
 
+// genDense is a loop of instructions runFull specialises, in long runs:
+// ECX counts the iterations (the body never names register 1), and the
+// body mixes register ALU, MOV, shift, rotate, IMUL, INC/DEC and LEA forms
+// with memory loads, stores and compares, flag readers (Jcc, CMOVcc,
+// SETcc, ADC), 8 and 16-bit forms exec runs, and instructions that end a
+// block (PUSH, CPUID). Flags a later instruction overwrites are skipped
+// only where nothing can see them; the stream checks that.
+func genDense(r *rand.Rand, long bool, n int) []byte {
+	reg := func() byte {
+		for {
+			if x := byte(r.Intn(8)); x != 1 {
+				return x
+			}
+		}
+	}
+	modrm := func() byte { return 0xc0 | reg()<<3 | reg() }
+	// A memory operand: [reg], [reg+disp8] or [reg+disp32] (small), or
+	// [base+index*scale].
+	mem := func(regField byte) []byte {
+		switch r.Intn(4) {
+		case 0:
+			for {
+				if b := reg(); b != 4 && b != 5 {
+					return []byte{regField<<3 | b}
+				}
+			}
+		case 1:
+			return []byte{0x40 | regField<<3 | reg(), byte(r.Intn(256))}
+		case 2:
+			return []byte{0x44 | regField<<3, byte(r.Intn(4))<<6 | reg()<<3 | reg(), byte(r.Intn(128))}
+		}
+		return []byte{0x80 | regField<<3 | reg(), byte(r.Intn(256)), byte(r.Intn(16)), 0, 0}
+	}
+	rex := func() []byte {
+		if !long || r.Intn(2) == 0 {
+			return nil
+		}
+		return []byte{0x48 | byte(r.Intn(8))&5} // W, maybe R and B (never X: SIB index)
+	}
+	alu := []byte{0x01, 0x03, 0x09, 0x0b, 0x21, 0x23, 0x29, 0x2b, 0x31, 0x33, 0x39, 0x3b, 0x85, 0x11, 0x1b, 0x89, 0x8b}
+	b := []byte{0xb9, byte(1 + r.Intn(12)), 0, 0, 0} // mov ecx, k
+	for range n {
+		var in []byte
+		switch k := r.Intn(20); k {
+		case 0, 1, 2, 3:
+			in = append(rex(), alu[r.Intn(len(alu))], modrm())
+		case 4:
+			in = append(rex(), 0x83, 0xc0|byte(r.Intn(8))<<3|reg(), byte(r.Intn(256)))
+		case 5:
+			in = append(rex(), 0x81, 0xc0|byte(r.Intn(8))<<3|reg(), byte(r.Intn(256)), byte(r.Intn(256)), 0, byte(r.Intn(2))*0x80)
+		case 6:
+			in = append(rex(), 0xb8|reg(), byte(r.Intn(256)), byte(r.Intn(256)), 0x10+byte(r.Intn(2)), 0)
+		case 7:
+			op := []byte{0xc1, 0xd1, 0xd3}[r.Intn(3)]
+			in = append(rex(), op, 0xc0|[]byte{0, 1, 4, 5, 7, 2}[r.Intn(6)]<<3|reg())
+			if op == 0xc1 {
+				in = append(in, byte(r.Intn(70)))
+			}
+		case 8:
+			in = append(rex(), 0x0f, 0xaf, modrm())
+		case 9:
+			in = append(rex(), 0x6b, modrm(), byte(r.Intn(256)))
+		case 10:
+			in = append(rex(), 0xff, 0xc0|byte(r.Intn(2))<<3|reg())
+		case 11:
+			in = append(append(rex(), 0x8d), mem(reg())...)
+		case 12, 13:
+			op := []byte{0x8b, 0x89, 0x03, 0x3b, 0x39, 0x85, 0x33, 0x2b, 0x0b}[r.Intn(9)]
+			in = append(append(rex(), op), mem(reg())...)
+		case 14:
+			in = append(append(rex(), 0x83), mem(byte(r.Intn(8)))...)
+			in = append(in, byte(r.Intn(256)))
+		case 15:
+			in = append(append(rex(), 0xc7), mem(0)...)
+			in = append(in, byte(r.Intn(256)), 0, 0, 0)
+		case 16:
+			// Flag readers.
+			switch r.Intn(4) {
+			case 0:
+				in = []byte{0x70 | byte(r.Intn(16)), byte(r.Intn(8))}
+			case 1:
+				in = append(rex(), 0x0f, 0x40|byte(r.Intn(16)), modrm())
+			case 2:
+				in = []byte{0x0f, 0x90 | byte(r.Intn(16)), 0xc0 | reg()}
+			default:
+				in = append(rex(), 0x13, modrm())
+			}
+		case 17:
+			// 8 and 16-bit forms.
+			in = []byte{[]byte{0x00, 0x28, 0x30, 0x88, 0x38}[r.Intn(5)], modrm()}
+			if r.Intn(2) == 0 {
+				in = append([]byte{0x66}, in...)
+			}
+		case 18:
+			if r.Intn(2) == 0 {
+				// A store into the code ahead (self-modifying code).
+				at := uint32(r.Intn(64))
+				if !long {
+					at += codeBase + uint32(len(b)) + 6
+				}
+				in = append(append(rex(), 0x89, reg()<<3|5), byte(at), byte(at>>8), byte(at>>16), byte(at>>24))
+			} else if !long && r.Intn(2) == 0 {
+				in = []byte{0x40 | byte(r.Intn(2))<<3 | reg()} // inc, dec
+			} else {
+				in = []byte{0x90}
+			}
+		default:
+			in = [][]byte{{0x50 | reg()}, {0x0f, 0xa2}, {0x58 | reg()}, {0xeb, 0}}[r.Intn(4)]
+		}
+		b = append(b, in...)
+	}
+	// dec ecx ; jnz to the top (a rel32 the body's length needs).
+	b = append(b, 0xff, 0xc9, 0x0f, 0x85)
+	rel := -(len(b) + 4 - 5)
+	return append(b, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24))
+}
+
 // fastValue is a register value: an address in the data pages, near a
 // page end, in the code, in the page tables, or anything.
 func fastValue(r *rand.Rand) uint64 {
@@ -170,6 +287,9 @@ func TestFastDifferential(t *testing.T) {
 		fs.unmap(codeBase + 0x2000)
 		// Code and data share pages.
 		code := genCode(r, long, 120)
+		if ep%3 == 2 {
+			code = genDense(r, long, 5+r.Intn(40))
+		}
 		fs.put(codeBase, code...)
 		for i := range 8 {
 			*(&emu{c: cs}).gpr(i) = fastValue(r)
@@ -194,10 +314,15 @@ func TestFastDifferential(t *testing.T) {
 		copy(fq.ram, fs.ram)
 		fq.cpuid, fq.values = fs.cpuid, append([]uint64(nil), fs.values...)
 		fe := newTLBEnv(fq)
+		fe.fast.Dirty = NewDirtyLog(len(fq.ram) / 4096)
+		ram0 := append([]byte(nil), fq.ram...)
 		cf := *cs
 
 		for step := 0; step < 400; {
 			budget := uint64(1 + r.Intn(24))
+			if r.Intn(3) == 0 {
+				budget = uint64(1 + r.Intn(300))
+			}
 			before := cf
 			n, slow := fe.fast.Run(&cf, budget, nil)
 			if n > budget || (n < budget && !slow) {
@@ -240,6 +365,16 @@ func TestFastDifferential(t *testing.T) {
 		}
 		if i := firstDiff(fs.ram, fq.ram); i >= 0 {
 			t.Fatalf("episode %d (%s): memory differs at %#x", ep, mode, i)
+		}
+		// Every page written is in the dirty log.
+		dirty := make(map[uint64]bool)
+		for _, p := range fe.fast.Dirty.Take() {
+			dirty[p] = true
+		}
+		for p := 0; p < len(ram0); p += 4096 {
+			if !bytes.Equal(ram0[p:p+4096], fq.ram[p:p+4096]) && !dirty[uint64(p/4096)] {
+				t.Fatalf("episode %d (%s): page %#x written but not in the dirty log", ep, mode, p)
+			}
 		}
 	}
 	t.Logf("%d instructions, %d by Fast", ran, fast)

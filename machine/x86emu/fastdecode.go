@@ -61,6 +61,9 @@ const (
 // a memory operand is base + index<<scale + disp in segment seg.
 type finst struct {
 	op         fop
+	k          kind // the specialised form runFull runs (see specialise)
+	fl         bool // a later instruction may see the status flags it writes
+	d, s       uint8
 	alu        uint8
 	size       uint8 // operand size in bytes
 	ssize      uint8 // source size in bytes (MOVZX, MOVSX)
