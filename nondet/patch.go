@@ -76,10 +76,7 @@ func FindPatches(image []byte) (Patches, error) {
 	if err != nil {
 		return nil, nil
 	}
-	mode := 64
-	if f.Class == elf.ELFCLASS32 {
-		mode = 32
-	}
+	mode := elfMode(f)
 	var ps Patches
 	for _, s := range f.Sections {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_EXECINSTR == 0 || s.Name == RingSection {
@@ -96,6 +93,25 @@ func FindPatches(image []byte) (Patches, error) {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].Addr < ps[j].Addr })
 	return ps, nil
+}
+
+// elfMode is the width an ELF image's code is decoded at: 32 for ELFCLASS32
+// (a Multiboot guest starts in 32-bit protected mode), else 64.
+func elfMode(f *elf.File) int {
+	if f.Class == elf.ELFCLASS32 {
+		return 32
+	}
+	return 64
+}
+
+// imageMode is elfMode of an image; a non-ELF image, which has no patches,
+// gets 64.
+func imageMode(image []byte) int {
+	f, err := elf.NewFile(bytes.NewReader(image))
+	if err != nil {
+		return 64
+	}
+	return elfMode(f)
 }
 
 // RingSection is the ELF section holding a paravirtual guest's ring code

@@ -53,11 +53,22 @@ type Trapper struct {
 	Ring []Range
 }
 
-// NewTrapper makes a trapper; in fast mode it finds the patches for the
-// image (call Install after the machine loaded it).
-func NewTrapper(mode Mode, image []byte, values Values) (*Trapper, error) {
+// NewTrapper makes the trapper of image, for a recording and a replay
+// alike (call Install after the machine loaded the image). In fast mode a
+// recording passes recorded == nil and gets the patches FindPatches finds;
+// a replay passes the recording's (only Addr and Original are used: each
+// instruction is decoded again, in the image's mode), so it patches what
+// the recording patched even if this version of vmrr would find others.
+func NewTrapper(mode Mode, image []byte, values Values, recorded []Patch) (*Trapper, error) {
 	t := &Trapper{Mode: mode, Values: values, Ring: RingCode(image)}
-	if mode == ModeFast {
+	switch {
+	case recorded != nil:
+		bits := imageMode(image)
+		for _, p := range recorded {
+			in, _ := Match(p.Original, bits)
+			t.Patches = append(t.Patches, Patch{Addr: p.Addr, Original: p.Original, Inst: in})
+		}
+	case mode == ModeFast:
 		ps, err := FindPatches(image)
 		if err != nil {
 			return nil, err

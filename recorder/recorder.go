@@ -65,7 +65,7 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	defer r.Live.Stop()
 	r.Live.OnTick = r.logTick
 	r.Live.OnSerial = r.logSerial
-	trap, err := nondet.NewTrapper(opt.Mode, opt.Image, r)
+	trap, err := nondet.NewTrapper(opt.Mode, opt.Image, r, nil)
 	if err != nil {
 		return machine.Result{}, err
 	}

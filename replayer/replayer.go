@@ -112,10 +112,13 @@ func Open(opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replayer: log header: %w", err)
 	}
-	e.trap = &nondet.Trapper{Mode: mode, Values: e, Ring: nondet.RingCode(e.image)}
+	// Never nil: a replay patches what the recording did, nothing more.
+	recorded := make([]nondet.Patch, 0, len(e.hdr.Patches))
 	for _, p := range e.hdr.Patches {
-		e.trap.Patches = append(e.trap.Patches, nondet.Patch{Addr: p.Addr, Original: p.Original,
-			Inst: patchInst(p, e.image)})
+		recorded = append(recorded, nondet.Patch{Addr: p.Addr, Original: p.Original})
+	}
+	if e.trap, err = nondet.NewTrapper(mode, e.image, e, recorded); err != nil {
+		return nil, err
 	}
 	cpuid := make([]cpu.CPUIDEntry, len(e.hdr.CPUID))
 	for i, c := range e.hdr.CPUID {
@@ -162,17 +165,6 @@ func LogAccel(h *logfmt.Header) (machine.Accel, error) {
 		return a, nil
 	}
 	return "", fmt.Errorf("replayer: log header: unknown CPU %q", h.Accel)
-}
-
-// patchInst recovers a patch's instruction details by decoding the
-// original bytes again.
-func patchInst(p logfmt.Patch, image []byte) nondet.Inst {
-	mode := 64
-	if len(image) > 4 && image[4] == 1 { // ELFCLASS32
-		mode = 32
-	}
-	in, _ := nondet.Match(p.Original, mode)
-	return in
 }
 
 // findImage picks the image: given, embedded, or at the recorded path; its

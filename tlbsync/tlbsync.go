@@ -346,8 +346,8 @@ func upperTables(mem *machine.Memory, p paging, marked []uint64) map[uint64]bool
 }
 
 // frameMask selects an entry's physical frame bits, up to MAXPHYADDR as
-// pagewalk reads them.
+// pagewalk reads them with the Flags tlbsync passes (FlagsOf: the default).
 func frameMask() uint64 {
-	mp := min(max(pagewalk.MaxPhysAddr, 32), 52)
+	mp := pagewalk.DefaultMaxPhysAddr
 	return (uint64(1)<<mp - 1) &^ 0xfff
 }

@@ -20,9 +20,11 @@ func bitRange(lo, hi uint) uint64 {
 	return (^uint64(0) >> (63 - hi)) &^ (1<<lo - 1)
 }
 
-// maxPhys returns MaxPhysAddr clamped to what the architecture allows.
-func maxPhys() uint {
-	switch m := MaxPhysAddr; {
+// maxPhys returns f.MaxPhysAddr (or the default) clamped to what the architecture allows.
+func (f Flags) maxPhys() uint {
+	switch m := f.MaxPhysAddr; {
+	case m == 0:
+		return DefaultMaxPhysAddr
 	case m < 32:
 		return 32
 	case m > 52:
@@ -72,14 +74,14 @@ func tableEntries(m Mode, level int) uint64 {
 
 // rootTable is the physical address of the root table CR3 designates. Low CR3 bits (PCD, PWT,
 // a PCID) and bits above MAXPHYADDR are not part of it.
-func rootTable(m Mode, cr3 uint64) uint64 {
+func rootTable(m Mode, cr3 uint64, f Flags) uint64 {
 	switch m {
 	case ModeLegacy32:
 		return cr3 & 0xfffff000
 	case ModePAE:
 		return cr3 & 0xffffffe0 // the PDPT is 32-byte aligned
 	}
-	return cr3 & bitRange(12, maxPhys()-1)
+	return cr3 & bitRange(12, f.maxPhys()-1)
 }
 
 // entry is one decoded paging entry.
@@ -97,7 +99,7 @@ type entry struct {
 // decode interprets the raw entry e read from a table of the given level.
 func decode(m Mode, level int, e uint64, f Flags) entry {
 	d := entry{present: e&bitP != 0}
-	mp := maxPhys()
+	mp := f.maxPhys()
 	switch m {
 	case ModeLegacy32:
 		d.perm, d.rw, d.us = true, e&bitRW != 0, e&bitUS != 0

@@ -162,8 +162,8 @@ func FuzzTablePages(f *testing.F) {
 			}
 			seen[p] = true
 		}
-		if len(tr.Pages) > 0 && tr.Pages[0] != rootTable(m, cr3)&^0xfff {
-			t.Fatalf("root %#x not first in %#x", rootTable(m, cr3), tr.Pages)
+		if len(tr.Pages) > 0 && tr.Pages[0] != rootTable(m, cr3, Flags{})&^0xfff {
+			t.Fatalf("root %#x not first in %#x", rootTable(m, cr3, Flags{}), tr.Pages)
 		}
 		if err != nil {
 			return

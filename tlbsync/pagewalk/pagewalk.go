@@ -18,10 +18,8 @@ import (
 	"fmt"
 )
 
-// MaxPhysAddr is the guest's MAXPHYADDR (CPUID 0x80000008 EAX[7:0]): entry bits from it up to
-// bit 51 are reserved and set the RSVD bit of a fault. It is read on every walk, so a machine
-// that advertises another width sets it once before walking; values outside 32..52 are clamped.
-var MaxPhysAddr = 48
+// DefaultMaxPhysAddr is the MAXPHYADDR a walk assumes when its Flags do not give one.
+const DefaultMaxPhysAddr = 48
 
 // Memory is the guest-physical memory a walk reads its tables from.
 type Memory interface {
@@ -113,6 +111,11 @@ type Flags struct {
 	WP  bool // CR0.WP: supervisor writes honour R/W
 	NXE bool // IA32_EFER.NXE: bit 63 is execute-disable rather than reserved
 	PSE bool // CR4.PSE: a 32-bit PDE with PS set maps a 4 MiB page
+	// MaxPhysAddr is the guest's MAXPHYADDR (CPUID 0x80000008 EAX[7:0]): entry bits from it up
+	// to bit 51 are reserved and set the RSVD bit of a fault. 0 means DefaultMaxPhysAddr;
+	// other values outside 32..52 are clamped. It is a field, not a setting of the package, so
+	// machines that advertise different widths can walk side by side.
+	MaxPhysAddr int
 }
 
 // FlagsOf returns the Flags set in CR0, CR4 and IA32_EFER.

@@ -59,7 +59,7 @@ func Scan(mem Memory, mode Mode, cr3 uint64, flags Flags, limit int) (Tree, erro
 		seen:  map[uint64]bool{},
 		visit: map[visitKey]bool{},
 	}
-	err := s.walk(rootTable(mode, cr3), topLevel(mode))
+	err := s.walk(rootTable(mode, cr3, flags), topLevel(mode))
 	return s.tree, err
 }
 
@@ -154,7 +154,7 @@ func MappingsWith(mem Memory, mode Mode, cr3 uint64, flags Flags, fn func(va, pa
 		return err
 	}
 	l := lister{mem: mem, mode: mode, flags: flags, fn: fn}
-	_, err := l.walk(rootTable(mode, cr3), topLevel(mode), 0, true, true, false)
+	_, err := l.walk(rootTable(mode, cr3, flags), topLevel(mode), 0, true, true, false)
 	return err
 }
 

@@ -39,7 +39,7 @@ func Translate(mem Memory, mode Mode, cr3 uint64, va uint64, acc Access, flags F
 	lists := make([]uint64, 2*top)
 	w := Walk{Writable: true, User: true, Tables: lists[:0:top], Entries: lists[top : top : 2*top]}
 	var buf [8]byte
-	table := rootTable(mode, cr3)
+	table := rootTable(mode, cr3, flags)
 	for level := top; ; level-- {
 		idx := va >> indexShift(mode, level) & (tableEntries(mode, level) - 1)
 		ea := table + idx*esize

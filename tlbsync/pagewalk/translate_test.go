@@ -226,15 +226,13 @@ func TestTranslateLongErrors(t *testing.T) {
 }
 
 func TestMaxPhysAddr(t *testing.T) {
-	defer func(m int) { MaxPhysAddr = m }(MaxPhysAddr)
 	r := longRAM()
 	put64(r, lPT+5*8, 1<<40|0x50000|P)
 	for _, c := range []struct {
 		maxPhys int
 		fault   bool
-	}{{36, true}, {40, true}, {41, false}, {48, false}, {60, false}, {0, true}} {
-		MaxPhysAddr = c.maxPhys
-		w, err := Translate(r, ModeLong4, lPML4, 0x5000, Access{}, Flags{})
+	}{{36, true}, {40, true}, {41, false}, {48, false}, {60, false}, {1, true}, {0, false}} {
+		w, err := Translate(r, ModeLong4, lPML4, 0x5000, Access{}, Flags{MaxPhysAddr: c.maxPhys})
 		if gotFault := err != nil; gotFault != c.fault {
 			t.Errorf("MaxPhysAddr %d: err = %v, want fault %v", c.maxPhys, err, c.fault)
 		} else if err == nil && w.Phys != 1<<40|0x50000 {
