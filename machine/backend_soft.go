@@ -73,6 +73,7 @@ func newSoftBackend(m *Machine, table []cpu.CPUIDEntry, tlbSync bool) (*softBack
 	s := &softBackend{m: m, msrs: map[uint32]uint64{0x1b: 0xfee00900, 0x277: 0x0007040600070406}}
 	s.mmu.init(m.mem, tlbSync)
 	s.fast = x86emu.NewFast(m.mem.b, &s.mmu.entries, s.mmu.marked)
+	s.fast.Dirty = x86emu.NewDirtyLog(len(m.mem.b) / 4096)
 	m.mem.written = s.fast.Written
 	s.c.Regs = cpu.Regs{RIP: 0xfff0, RFLAGS: 2}
 	seg := func(sel uint16, base uint64, typ uint8) cpu.Segment {
@@ -499,3 +500,13 @@ func (m *Machine) DataWatchHits() uint64 {
 
 // HasDataWatchpoints reports whether SetDataWatchpoints works on this CPU.
 func (m *Machine) HasDataWatchpoints() bool { return m.soft != nil }
+
+// DirtyPages returns the guest pages (page numbers) written since the last
+// call, where the CPU keeps a dirty log (the soft CPU; KVM's is per memory
+// slot and not used here), and forgets them.
+func (m *Machine) DirtyPages() ([]uint64, bool) {
+	if m.soft == nil {
+		return nil, false
+	}
+	return m.soft.fast.Dirty.Take(), true
+}

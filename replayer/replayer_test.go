@@ -241,3 +241,82 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("goto start: %v, want %v", s.Pos, start)
 	}
 }
+
+// TestTimelineReadWatch stops at reads of timer.elf's tick_count (main
+// polls it; the handler loads it to increment it and again to compare it):
+// forwards right after the reading instruction, backwards before it. KVM has no read
+// watchpoints: adding one says so.
+func TestTimelineReadWatch(t *testing.T) {
+	dir := t.TempDir()
+	log, _ := recordGuest(t, dir, "timer", "")
+	tl, err := OpenTimeline(TimelineOptions{Options: Options{LogPath: log, Warnings: io.Discard}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	ticks := symbol(t, "timer", "tick_count")
+	handler := symbol(t, "timer", "timer_handler")
+	if testAccel() != machine.AccelSoft {
+		if _, err := tl.AddBreakpoint(WatchRead, ticks, 4); err == nil || !strings.Contains(err.Error(), "soft CPU") {
+			t.Errorf("read watchpoint on %s: %v", testAccel(), err)
+		}
+		return
+	}
+	must := func(s Stop, err error) Stop {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	id, err := tl.AddBreakpoint(WatchRead, ticks, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// main polls the counter; the handler's first read is its second
+	// instruction, and the stop comes after it.
+	var r Stop
+	for i := 0; ; i++ {
+		r = must(tl.Continue())
+		if r.Kind != StopWatchpoint || r.Addr != ticks {
+			t.Fatalf("rwatch tick_count: %+v", r)
+		}
+		if r.RIP == handler+7 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("100 reads of tick_count, none in the handler; last stop %+v", r)
+		}
+	}
+	// The increment's store is no read; the compare's load is.
+	r2 := must(tl.Continue())
+	if r2.Kind != StopWatchpoint || r2.RIP != handler+0x16 {
+		t.Errorf("rwatch again: %+v, want a stop at %#x", r2, handler+0x16)
+	}
+	// Backwards, the stop is at the reading instruction, before it ran:
+	// the last read before now is the one just made.
+	back := must(tl.ReverseContinue())
+	if back.Kind != StopWatchpoint || back.RIP != handler+0x10 {
+		t.Errorf("reverse-continue with rwatch: %+v, want a stop at the second load (%#x)", back, handler+0x10)
+	}
+	if err := tl.RemoveBreakpoint(id); err != nil {
+		t.Fatal(err)
+	}
+	// An access watchpoint sees the store too: from before the handler's
+	// first load, the load, then the store.
+	if _, err := tl.Goto(r.Pos); err != nil {
+		t.Fatal(err)
+	}
+	if s := must(tl.ReverseStep(1)); s.RIP != handler+1 {
+		t.Fatalf("reverse-stepi from after the load: %+v", s)
+	}
+	if _, err := tl.AddBreakpoint(WatchAccess, ticks, 4); err != nil {
+		t.Fatal(err)
+	}
+	if a := must(tl.Continue()); a.Kind != StopWatchpoint || a.RIP != handler+7 {
+		t.Errorf("awatch, the load: %+v, want a stop at %#x", a, handler+7)
+	}
+	if a := must(tl.Continue()); a.Kind != StopWatchpoint || a.RIP != handler+0x10 {
+		t.Errorf("awatch, the store: %+v, want a stop at %#x", a, handler+0x10)
+	}
+}

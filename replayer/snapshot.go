@@ -77,14 +77,28 @@ func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
 	}
 	s := &snapshot{pos: m.Position(), cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), console: console, pages: map[uint64][]byte{}}
 	ram := m.Memory().Bytes()
-	if ss.shadow == nil {
+	dirty, tracked := m.DirtyPages()
+	switch {
+	case ss.shadow == nil:
 		ss.shadow = append([]byte(nil), ram...)
 		base := append([]byte(nil), ram...)
 		for p := uint64(0); p*pageSize < uint64(len(ram)); p++ {
 			s.pages[p] = base[p*pageSize : (p+1)*pageSize]
 		}
 		s.bytes = uint64(len(ram))
-	} else {
+	case tracked:
+		// The CPU logged the pages written since the last snapshot: only
+		// those can differ from the shadow.
+		for _, p := range dirty {
+			off := p * pageSize
+			cur, old := ram[off:off+pageSize], ss.shadow[off:off+pageSize]
+			if !bytes.Equal(cur, old) {
+				copy(old, cur)
+				s.pages[p] = append([]byte(nil), cur...)
+				s.bytes += pageSize
+			}
+		}
+	default:
 		for off := 0; off < len(ram); off += pageSize {
 			cur, old := ram[off:off+pageSize], ss.shadow[off:off+pageSize]
 			if !bytes.Equal(cur, old) {
@@ -125,9 +139,15 @@ func (ss *snapshots) restore(e *Engine, i int) (*snapshot, error) {
 			changed[p] = true
 		}
 	}
-	for off := 0; off < len(ram); off += pageSize {
-		if !bytes.Equal(ram[off:off+pageSize], ss.shadow[off:off+pageSize]) {
-			changed[uint64(off/pageSize)] = true
+	if dirty, tracked := m.DirtyPages(); tracked {
+		for _, p := range dirty {
+			changed[p] = true
+		}
+	} else {
+		for off := 0; off < len(ram); off += pageSize {
+			if !bytes.Equal(ram[off:off+pageSize], ss.shadow[off:off+pageSize]) {
+				changed[uint64(off/pageSize)] = true
+			}
 		}
 	}
 	for p := range changed {

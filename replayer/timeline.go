@@ -208,7 +208,12 @@ func (t *Timeline) AddBreakpoint(kind BreakKind, addr, length uint64) (int, erro
 			return 0, fmt.Errorf("watchpoint at %#x: %w", addr, err)
 		}
 	case WatchRead, WatchAccess:
-		return 0, errors.New("read and access watchpoints are not supported: this host's KVM never fires data breakpoints, and vmrr watches writes by comparing memory")
+		if !t.e.m.HasDataWatchpoints() {
+			return 0, errors.New("read and access watchpoints need the soft CPU (--accel soft): KVM's data breakpoints are not used, and vmrr watches writes there by comparing memory")
+		}
+		if length == 0 || length > 64 {
+			return 0, fmt.Errorf("watchpoint length %d: want 1 to 64 bytes", length)
+		}
 	default:
 		return 0, fmt.Errorf("unknown breakpoint kind %d", kind)
 	}
@@ -244,21 +249,59 @@ func (t *Timeline) execBPs() []uint64 {
 func (t *Timeline) watches() []Breakpoint {
 	var w []Breakpoint
 	for _, b := range t.bps {
-		if b.Kind == WatchWrite {
+		if b.Kind == WatchWrite || b.Kind == WatchRead || b.Kind == WatchAccess {
 			w = append(w, b)
 		}
 	}
 	return w
 }
 
-// watchState reads the watched ranges.
+// watchState reads the ranges of the write watchpoints among ws, which
+// are seen by comparing memory, and arms the read and access ones in the
+// soft CPU, which sees each access (their hits are read by accessHit).
 func (t *Timeline) watchState(ws []Breakpoint) [][]byte {
 	vals := make([][]byte, len(ws))
+	var data []machine.DataWatchpoint
 	for i, w := range ws {
+		if w.Kind != WatchWrite {
+			data = append(data, machine.DataWatchpoint{Addr: w.Addr, Len: w.Len, Read: true, Write: w.Kind == WatchAccess})
+			continue
+		}
 		vals[i] = make([]byte, w.Len)
 		t.ReadVirtual(w.Addr, vals[i])
 	}
+	t.e.m.SetDataWatchpoints(data)
+	t.e.m.DataWatchHits()
 	return vals
+}
+
+// writeState reads the ranges of the write watchpoints among ws.
+func (t *Timeline) writeState(ws []Breakpoint) [][]byte {
+	vals := make([][]byte, len(ws))
+	for i, w := range ws {
+		if w.Kind == WatchWrite {
+			vals[i] = make([]byte, w.Len)
+			t.ReadVirtual(w.Addr, vals[i])
+		}
+	}
+	return vals
+}
+
+// accessHit reports the first read or access watchpoint among ws that the
+// instructions since the last call touched.
+func (t *Timeline) accessHit(ws []Breakpoint) (Breakpoint, bool) {
+	hits := t.e.m.DataWatchHits()
+	bit := 0
+	for _, w := range ws {
+		if w.Kind == WatchWrite {
+			continue
+		}
+		if hits&(1<<bit) != 0 {
+			return w, true
+		}
+		bit++
+	}
+	return Breakpoint{}, false
 }
 
 // hit is why a check stopped a run.
@@ -419,6 +462,7 @@ func (t *Timeline) motion(f func() (Stop, error)) (Stop, error) {
 	defer func() {
 		t.running.Store(false)
 		t.intr.Store(false)
+		t.e.m.SetDataWatchpoints(nil)
 	}()
 	return f()
 }
@@ -434,7 +478,13 @@ func (t *Timeline) motionCheck() func(p point) (hit, bool) {
 				return hit{kind: StopBreakpoint, addr: a}, true
 			}
 		}
+		if w, ok := t.accessHit(ws); ok {
+			return hit{kind: StopWatchpoint, addr: w.Addr}, true
+		}
 		for i, w := range ws {
+			if w.Kind != WatchWrite {
+				continue
+			}
 			cur := make([]byte, w.Len)
 			t.ReadVirtual(w.Addr, cur)
 			if !bytes.Equal(cur, vals[i]) {
@@ -479,19 +529,26 @@ func (t *Timeline) step(n int) (Stop, error) {
 		if r.end != nil || r.intr {
 			return t.stopFrom(r, StopStep), nil
 		}
-		if s, ok := t.watchHit(ws, vals); ok {
+		if s, ok := t.watchHit(ws, vals, true); ok {
 			return s, nil
 		}
 	}
 	return t.stopFrom(runResult{}, StopStep), nil
 }
 
-// watchHit reports a watched range that no longer holds vals (as the
-// stop of a step that wrote it: a debugger shows the write as a watchpoint
-// hit, as hardware reports one with the single-step).
-func (t *Timeline) watchHit(ws []Breakpoint, vals [][]byte) (Stop, bool) {
-	for i, cur := range t.watchState(ws) {
-		if !bytes.Equal(cur, vals[i]) {
+// watchHit reports a write-watched range that no longer holds vals, or,
+// with accesses, a read or access watchpoint the instructions since the
+// last check touched (as the stop of the step that made the access: a
+// debugger shows it as a watchpoint hit, as hardware reports one with the
+// single-step).
+func (t *Timeline) watchHit(ws []Breakpoint, vals [][]byte, accesses bool) (Stop, bool) {
+	if w, ok := t.accessHit(ws); ok && accesses {
+		s := t.stopFrom(runResult{}, StopWatchpoint)
+		s.Addr = w.Addr
+		return s, true
+	}
+	for i, cur := range t.writeState(ws) {
+		if ws[i].Kind == WatchWrite && !bytes.Equal(cur, vals[i]) {
 			s := t.stopFrom(runResult{}, StopWatchpoint)
 			s.Addr = ws[i].Addr
 			return s, true
@@ -671,7 +728,8 @@ func (t *Timeline) reverseStep(n int) (Stop, error) {
 	if err == nil && n == 1 && s.Kind == StopStep {
 		// One step back over a write to a watched range: the write's
 		// watchpoint hit, seen backwards.
-		if w, ok := t.watchHit(ws, vals); ok {
+		// Reads seen on the way back are not this instruction's.
+		if w, ok := t.watchHit(ws, vals, false); ok {
 			s = w
 		}
 	}

@@ -195,11 +195,11 @@ func benchQEMU(args []string) int {
 }
 
 // benchAccels parses bench's --accel list; auto is the soft CPU, and KVM
-// where this host has it.
+// where this host has one that can record.
 func benchAccels(list string) ([]machine.Accel, error) {
 	if list == "auto" {
 		accels := []machine.Accel{machine.AccelSoft}
-		if _, _, err := probe.ChooseAccel(machine.AccelKVM); err == nil {
+		if _, _, err := probe.ChooseAccel(machine.AccelKVM); err == nil && probe.CanRecord() == nil {
 			accels = append(accels, machine.AccelKVM)
 		}
 		return accels, nil
@@ -412,7 +412,7 @@ func benchRR(args []string) int {
 	if *runs < 1 || *runs > 100 {
 		return fail("bench rr: --runs=%d: want 1 to 100", *runs)
 	}
-	accel, err := chooseAccel(*accelFlag)
+	accel, err := chooseRecordAccel(*accelFlag)
 	if err != nil {
 		return fail("bench rr: %v", err)
 	}

@@ -43,7 +43,7 @@ func demoCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	accel, err := chooseAccel(*accelFlag)
+	accel, err := chooseRecordAccel(*accelFlag)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -49,7 +49,7 @@ func recordCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	accel, err := chooseAccel(*mf.accel)
+	accel, err := chooseRecordAccel(*mf.accel)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -69,6 +69,16 @@ func chooseAccel(req string) (machine.Accel, error) {
 	return got, nil
 }
 
+// chooseRecordAccel is chooseAccel for commands that record: KVM only
+// where it can replay what it records (probe.CanRecord).
+func chooseRecordAccel(req string) (machine.Accel, error) {
+	a, err := chooseAccel(req)
+	if err == nil && a == machine.AccelKVM {
+		err = probe.CanRecord()
+	}
+	return a, err
+}
+
 // replayAccel checks a replay's --accel: auto is the recording's CPU,
 // another value must name it (replayer.Options.Accel).
 func replayAccel(req string) (machine.Accel, error) {

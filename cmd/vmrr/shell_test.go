@@ -247,24 +247,15 @@ func TestShellInterrupt(t *testing.T) {
 				t.Errorf("regs rip after reverse-step: %s, want %#x", m[1], ret)
 			}
 
-			// The known bug: a stop at the handler's position whose RIP is
-			// still the interrupted instruction (the interrupt counted but
-			// not yet taken). Seen instead of the handler's entry, it is
-			// recorded, and the test is skipped as a known bug at the end.
-			var bugs []string
-			pending := func(what string, w shWhere) bool {
-				if w.pos == bp && w.rip == ret {
-					bugs = append(bugs, fmt.Sprintf("%s: %v rip %#x, want the handler %#x", what, w.pos, w.rip, handler))
-					return true
-				}
-				return false
-			}
-
+			// A position at an interrupt injection names one stop, the
+			// handler's first instruction, whichever way it is reached: never
+			// the interrupt counted but not yet taken (RIP still the
+			// interrupted instruction).
 			// Forwards from the interrupted instruction: the first step
 			// enters the handler where the breakpoint stopped, the second
 			// runs its first instruction.
 			s1, s2 := parseWhere(t, out[8]), parseWhere(t, out[10])
-			if !pending("step from the interrupted instruction", s1) && (s1.pos != bp || s1.rip != handler) {
+			if s1.pos != bp || s1.rip != handler {
 				t.Errorf("step from the interrupted instruction: %+v, want %v at the handler %#x", s1, bp, handler)
 			}
 			if s2.pos != (shPos{bp.exit, bp.insn + 1}) || !strings.HasPrefix(s2.label, "<timer_handler+") {
@@ -279,23 +270,15 @@ func TestShellInterrupt(t *testing.T) {
 			// interrupted instruction, the way the steps came.
 			out = shellSteps(t, log, "break timer_handler", "c", "s", "rs", "where", "rs", "where")
 			r1, r2 := parseWhere(t, out[4]), parseWhere(t, out[6])
-			if !pending("s; rs from the breakpoint", r1) && (r1.pos != bp || r1.rip != handler) {
+			if r1.pos != bp || r1.rip != handler {
 				t.Errorf("s; rs from the breakpoint at %v: %v rip %#x, want the handler %#x", bp, r1.pos, r1.rip, handler)
 			}
-			if !pending("s; rs; rs from the breakpoint", r2) && (r2.pos != back.pos || r2.rip != ret) {
+			if r2.pos != back.pos || r2.rip != ret {
 				t.Errorf("s; rs; rs from the breakpoint at %v: %v rip %#x, want %v at %#x", bp, r2.pos, r2.rip, back.pos, ret)
-			}
-			if len(bugs) > 0 {
-				t.Skipf("BUG: %s: %s", pendingBug, strings.Join(bugs, "; "))
 			}
 		})
 	}
 }
-
-// pendingBug is an open replayer bug; TestShellInterrupt skips, naming it, while it shows.
-const pendingBug = "replayer: a position at an interrupt injection names two stops, the handler's first " +
-	"instruction and the interrupt counted but not yet taken (RIP still the interrupted instruction); " +
-	"which one a step or reverse-step lands on depends on the path"
 
 // TestShellWatch sets a write watchpoint, continues to two writes and
 // reverse-continues: the replay stops just before the write, showing the
@@ -392,11 +375,11 @@ func TestShellGotoConsole(t *testing.T) {
 			if !strings.Contains(out[3], now) {
 				t.Errorf("events near at event %d: no %q in\n%s", k, now, out[3])
 			}
-			t.Run("event K is next", func(t *testing.T) {
-				if w.nextIndex != k {
-					t.Skipf("BUG: %s: goto event %d (%s %s at %v): where says next #%d, last %s", gotoEventBug, k, evs[k].kind, evs[k].text, evs[k].pos, w.nextIndex, w.last)
-				}
-			})
+			// GotoEvent(k) stops where event k is the next to apply, whatever
+			// its kind, so `goto event K` then `s` shows event K's effect.
+			if w.nextIndex != k {
+				t.Errorf("goto event %d (%s %s at %v): where says next #%d, last %s", k, evs[k].kind, evs[k].text, evs[k].pos, w.nextIndex, w.last)
+			}
 			endEv := evs[len(evs)-1]
 			m := find(t, "goto end", out[4], `^guest exited with status 1 at (\d+:\d+): `)
 			if end := parsePos(m[1]); end != endEv.pos || parseWhere(t, out[5]).pos != end {
@@ -431,10 +414,6 @@ func TestShellGotoConsole(t *testing.T) {
 		})
 	}
 }
-
-// gotoEventBug is an open replayer bug; TestShellGotoConsole skips, naming it, while it shows.
-const gotoEventBug = "replayer: GotoEvent(k) stops before event k is applied for some events (a landing mid-code) " +
-	"and after it for others (an interrupt at a HLT exit), so `goto event K` then `s` does not always show event K's effect"
 
 // TestShellSerialHandler stops in serial-echo's receive handler: the input
 // is an event at the start, the console holds "ready" there, and going back
@@ -477,7 +456,7 @@ func TestShellScript(t *testing.T) {
 		{"goto past the end", "", "goto 999999:0", `^vmrr: shell: command 1 \(goto 999999:0\): goto: position 999999:0 is past the end of the recording \(\d+:\d+\); now at the end\n$`},
 		{"goto past a known end", "", "goto end; goto 999999:0", `^vmrr: shell: command 2 \(goto 999999:0\): goto: position 999999:0 is past the end of the recording \(\d+:\d+\)\n$`},
 		{"goto event past the end", "", "goto event 9999", `^vmrr: shell: command 1 \(goto event 9999\): goto: event 9999 is past the end of the log \(\d+ events\)\n$`},
-		{"read watchpoint", "", "watch -r tick_count", `^vmrr: shell: command 1 .*: watch: read and access watchpoints are not supported: .*\n$`},
+		{"bad watchpoint length", "", "watch tick_count 65", `^vmrr: shell: command 1 .*: watch: watchpoint length 65: want 1 to 64 bytes\n$`},
 		{"bad count", "", "s 0", `^vmrr: shell: command 1 \(s 0\): step: count 0 out of range .*\n$`},
 	}
 	for _, tc := range tests {
@@ -493,6 +472,14 @@ func TestShellScript(t *testing.T) {
 			}
 			wantOneLine(t, r, tc.stderr)
 		})
+	}
+	// Read watchpoints: the soft CPU sees every access; KVM has none.
+	rw := runVMRR(t, "shell", "-c", "watch -r tick_count 4; c; where", log)
+	switch {
+	case e2eAccel() == "soft" && (rw.status != 0 || !regexp.MustCompile(`(?m)^watchpoint 1 hit at position \d+:\d+: 0x[0-9a-f]+ <tick_count> = 0x0\n=> 0x[0-9a-f]+ <main\+0x[0-9a-f]+>: .*cmp`).MatchString(rw.stdout)):
+		t.Errorf("watch -r on the soft CPU: %s", rw)
+	case e2eAccel() != "soft" && (rw.status != 1 || !strings.Contains(rw.stderr, "read and access watchpoints need the soft CPU")):
+		t.Errorf("watch -r on KVM: %s", rw)
 	}
 	if r := runVMRR(t, "shell", log, "extra"); r.status != exitUsage {
 		t.Errorf("two logs: %s, want status %d", r, exitUsage)
@@ -761,13 +748,23 @@ func TestShellTerminalHistory(t *testing.T) {
 	check(2, "p 9", "p 7", "p 1005", "q")
 }
 
+// interruptGuest is a guest whose replay is still running 300 ms into a
+// plain continue on the tests' CPU: compute.elf (~200 million
+// instructions, seconds on the soft CPU), race.elf on KVM (whose CPL0
+// code a PVM host emulates at a few million instructions a second).
+func interruptGuest() string {
+	if e2eAccel() == "soft" {
+		return "compute"
+	}
+	return "race"
+}
+
 // TestShellTerminalInterrupt stops long motions with Ctrl-C, sent 300 ms
-// after each starts: a continue over long.elf (about 10 million
-// instructions) takes seconds, and with a watchpoint it single-steps, for
-// minutes. Each Ctrl-C returns to the prompt somewhere later in the
-// recording, and the shell goes on.
+// after each starts: a continue over interruptGuest takes seconds, and with
+// a watchpoint it single-steps, for minutes. Each Ctrl-C returns to the
+// prompt somewhere later in the recording, and the shell goes on.
 func TestShellTerminalInterrupt(t *testing.T) {
-	log := shellLog(t, "long")
+	log := shellLog(t, interruptGuest())
 	tm := startShellTerm(t, "--history", filepath.Join(t.TempDir(), "history"), log)
 	last := tm.prompt()
 	// motion runs cmd, presses Ctrl-C and returns how it stopped and where
@@ -787,7 +784,6 @@ func TestShellTerminalInterrupt(t *testing.T) {
 		}
 		return m[1], p, strings.TrimSpace(m[3])
 	}
-	var bugs []string
 	how, at, rest := motion("c")
 	if how != "interrupted" || !last.less(at) {
 		t.Fatalf("continue from %v: %s at %v %s; want interrupted later", last, how, at, rest)
@@ -796,17 +792,14 @@ func TestShellTerminalInterrupt(t *testing.T) {
 	tm.send("where\r")
 	tm.expect("position    " + last.String())
 	tm.prompt()
-	// Resuming the interrupted continue.
-	switch how, at, rest := motion("c"); {
-	case how == "replay diverged":
-		bugs = append(bugs, fmt.Sprintf("BUG: %s: interrupted at %v, continue: %s at %v%s", resumeBug, last, how, at, rest))
-	case how != "interrupted" || !last.less(at):
+	// Resuming the interrupted continue: it must not miss a landing in the
+	// exit it stopped in.
+	if how, at, rest := motion("c"); how != "interrupted" || !last.less(at) {
 		t.Errorf("second continue from %v: %s at %v %s; want interrupted later", last, how, at, rest)
 	}
 
-	// With a watchpoint (on code: never written) continue single-steps.
-	// Each goto first leaves the replay in a state that does not depend on
-	// the interrupt before (see resumeBug).
+	// With a watchpoint (on code: never written) continue single-steps, and
+	// a single-step over IRETQ must run that instruction only.
 	tm.send("goto start\r")
 	tm.prompt()
 	tm.send("watch _start\r")
@@ -814,19 +807,23 @@ func TestShellTerminalInterrupt(t *testing.T) {
 	tm.prompt()
 	how, at, rest = motion("c")
 	switch {
-	case how == "replay diverged":
-		bugs = append(bugs, fmt.Sprintf("BUG: %s: %s at %v%s", iretBug, how, at, rest))
 	case how != "interrupted" || at == (shPos{}):
 		t.Errorf("continue with a watchpoint from the start: %s at %v %s; want interrupted", how, at, rest)
 	case !testing.Short():
-		// Let it run: it must reach the end of the recording.
+		// Let it run: it must reach the end of the recording. (Stepping
+		// all of compute.elf would take an hour: on the soft CPU the rest
+		// runs without the watchpoint.)
 		tm.send("goto " + at.String() + "\r")
 		tm.prompt()
+		if e2eAccel() == "soft" {
+			tm.send("delete\r")
+			tm.prompt()
+		}
 		tm.send("c\r")
 		m := tm.expectRe(`(guest exited with status 1|replay diverged) at (\d+:\d+)(.*)`)
 		tm.prompt()
 		if m[1] != "guest exited with status 1" {
-			bugs = append(bugs, fmt.Sprintf("BUG: %s: %s at %s%s", iretBug, m[1], m[2], strings.TrimSpace(m[3])))
+			t.Errorf("continue from %v: %s at %s%s", at, m[1], m[2], strings.TrimSpace(m[3]))
 		}
 	}
 	if !testing.Short() {
@@ -838,10 +835,8 @@ func TestShellTerminalInterrupt(t *testing.T) {
 		tm.send("goto end\r")
 		end := parsePos(tm.expectRe(`guest exited with status 1 at (\d+:\d+)`)[1])
 		tm.prompt()
-		switch how, at, rest := motion("rc"); {
-		case how == "reached the start of the recording":
-			bugs = append(bugs, "BUG: "+rcIntrBug)
-		case how != "interrupted" || !at.less(end):
+		// Ctrl-C stops the whole reverse-continue, not one scan run of it.
+		if how, at, rest := motion("rc"); how != "interrupted" || !at.less(end) {
 			t.Errorf("reverse-continue from %v: %s at %v %s; want interrupted earlier", end, how, at, rest)
 		}
 	}
@@ -849,21 +844,4 @@ func TestShellTerminalInterrupt(t *testing.T) {
 	if err := tm.exit(); err != nil {
 		t.Errorf("Ctrl-D: %v", err)
 	}
-	if len(bugs) > 0 {
-		t.Skip(strings.Join(bugs, "; "))
-	}
 }
-
-// resumeBug is an open replayer bug; TestShellTerminalInterrupt skips, naming it, while it shows.
-const resumeBug = "replayer: a continue interrupted before a landing in the same exit (the next event at the " +
-	"exit it stopped in) misses that landing when resumed and reports a divergence; a goto to the same " +
-	"position, then continue, replays correctly"
-
-// rcIntrBug is an open replayer bug; TestShellTerminalInterrupt skips, naming it, while it shows.
-const rcIntrBug = "replayer: Interrupt during ReverseContinue cuts one scan run short and the scan goes on " +
-	"to the earlier snapshots: Ctrl-C does not stop a reverse-continue (and the cut run can miss a hit)"
-
-// iretBug is an open replayer bug; TestShellTerminalInterrupt skips, naming it, while it shows.
-const iretBug = "replayer: a single-step over IRETQ also runs the next instruction, so a run that " +
-	"single-steps (continue with a watchpoint, the last stretch of a goto) passes an interrupt recorded " +
-	"right after an IRETQ and reports a divergence"

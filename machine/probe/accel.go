@@ -50,6 +50,21 @@ func (r *Report) Auto() (machine.Accel, string) {
 	return machine.AccelKVM, "this host's KVM counts instructions exactly"
 }
 
+// CanRecord checks that this host's KVM can record what it can replay:
+// a recording on a KVM without an exact instruction counter would place
+// its asynchronous events where the replay cannot find them again. It
+// probes once per process; the error names what the host lacks.
+func CanRecord() error {
+	r, err := Cached()
+	if err != nil {
+		return err
+	}
+	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
+		return fmt.Errorf("--accel kvm: this host's KVM cannot record a run it can replay (%s); record with --accel soft", why)
+	}
+	return nil
+}
+
 // kvmUsable opens and closes /dev/kvm.
 func kvmUsable() error {
 	sys, err := kvm.Open()

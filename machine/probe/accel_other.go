@@ -8,6 +8,9 @@ import (
 	"vmrr/machine"
 )
 
+// CanRecord: there is no KVM to record on here.
+func CanRecord() error { return fmt.Errorf("--accel kvm: %w", machine.ErrNoKVM) }
+
 // ChooseAccel resolves an --accel request where there is no KVM (it needs
 // Linux): auto and soft are the soft CPU, kvm is an error.
 func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
