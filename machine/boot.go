@@ -148,8 +148,12 @@ func (m *Machine) loadELF(image []byte, class elf.Class) (uint64, error) {
 			return 0, badImage("ELF segment %d at %#x+%#x overlaps vmrr's reserved memory or lies outside %d MiB of RAM", i, p.Paddr, p.Memsz, m.mem.Size()>>20)
 		}
 		data := make([]byte, p.Memsz)
-		if _, err := p.ReadAt(data[:p.Filesz], 0); err != nil {
-			return 0, badImage("ELF segment %d: %v", i, err)
+		// A segment with nothing in the file (a .bss-only segment) is all
+		// zeros; reading zero bytes at its offset would say EOF.
+		if p.Filesz > 0 {
+			if _, err := p.ReadAt(data[:p.Filesz], 0); err != nil {
+				return 0, badImage("ELF segment %d: %v", i, err)
+			}
 		}
 		m.mem.WritePhys(p.Paddr, data)
 		loaded++
