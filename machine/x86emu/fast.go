@@ -79,6 +79,7 @@ type Fast struct {
 	canon    uint
 	segOK    [4]bool
 	dsOK     bool // DS and SS are flat: offsets are linear addresses
+	esOK     bool // ES is too
 	segBase  [4]uint64
 
 	// Stats counts what the cache did.
@@ -205,7 +206,7 @@ func (f *Fast) decodeBlock(gpa uint64) *fblock {
 	off := gpa
 	for len(b.insts) < maxBlock && off < end {
 		in, ok := fdec(f.ram[off:end], int(f.bits))
-		if !ok {
+		if !ok || (in.op == fMovs || in.op == fStos) && len(b.insts) > 0 {
 			break
 		}
 		in.start = uint16(off - gpa)
@@ -216,7 +217,7 @@ func (f *Fast) decodeBlock(gpa uint64) *fblock {
 		specialise(&in)
 		b.insts = append(b.insts, in)
 		off = gpa + uint64(in.end)
-		if in.op == fJmp || in.op == fCall || in.op == fRet {
+		if in.op == fJmp || in.op == fCall || in.op == fRet || in.op == fMovs || in.op == fStos {
 			break
 		}
 	}
@@ -255,6 +256,7 @@ func (f *Fast) setup(c *CPU) bool {
 		return false
 	}
 	f.dsOK = f.segOK[fsegDS] && f.segOK[fsegSS]
+	f.esOK = f.long || flatData(&s.ES)
 	f.paging = s.CR0&cpu.CR0PG != 0
 	f.rdNeed, f.wrNeed = 0, TLBDirty|TLBSupWrite
 	if s.SS.DPL&3 == 3 {
@@ -348,7 +350,9 @@ func (f *Fast) Run(c *CPU, budget uint64, stop *atomic.Bool) (n uint64, slow boo
 		var k uint64
 		var res int
 		base := rip
-		if uint64(len(b.insts)) <= left {
+		if in := &b.insts[0]; in.op == fMovs || in.op == fStos {
+			k, rip, res = f.runString(in, base, left)
+		} else if uint64(len(b.insts)) <= left {
 			k, rip, res = f.runFull(b, base, left, stop)
 		} else {
 			k, rip, res = f.runExact(b, base, left)

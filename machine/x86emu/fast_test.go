@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 )
@@ -95,6 +96,21 @@ var fastOps = [][]byte{
 func genCode(r *rand.Rand, long bool, n int) []byte {
 	var b []byte
 	for range n {
+		if r.Intn(16) == 0 {
+			// REP MOVS or STOS (or without REP), with its prefixes in
+			// the order fdec takes them.
+			if r.Intn(4) != 0 {
+				b = append(b, 0xf3)
+			}
+			if r.Intn(4) == 0 {
+				b = append(b, 0x66)
+			}
+			if long && r.Intn(2) == 0 {
+				b = append(b, 0x40|byte(r.Intn(16)))
+			}
+			b = append(b, []byte{0xa4, 0xa5, 0xaa, 0xab}[r.Intn(4)])
+			continue
+		}
 		if r.Intn(8) == 0 {
 			b = append(b, 0x66)
 		}
@@ -240,6 +256,89 @@ func genDense(r *rand.Rand, long bool, n int) []byte {
 	return append(b, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24))
 }
 
+// genString is groups of MOVS and STOS, with and without REP, forwards
+// and backwards, each after loading ECX, ESI, EDI and EAX: counts that end
+// inside a page or run past it, operands near page ends, in the code
+// (earlier groups, run again as the stream loops) and in the page tables
+// (watched), unmapped, or anywhere.
+func genString(r *rand.Rand, long bool, n int) []byte {
+	var b []byte
+	addr := func() uint32 {
+		switch r.Intn(6) {
+		case 0:
+			return codeBase + uint32(r.Intn(0x100))
+		case 1:
+			return 0x100000 + uint32(r.Intn(24))<<12 - uint32(r.Intn(16))
+		case 2:
+			if r.Intn(2) == 0 {
+				return uint32(0x4000 + 8*(0x100+r.Intn(24))) // PTEs of the data pages
+			}
+			return uint32(0x1000 + r.Intn(0x4000)) // the page tables
+		case 3:
+			return 0x108000 + uint32(r.Intn(0x1000)) // unmapped
+		}
+		return 0x100000 + uint32(r.Intn(0x20000))
+	}
+	imm := func(op byte, v uint32) { b = append(b, op, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
+	for range n {
+		cnt := uint32(r.Intn(40))
+		if r.Intn(3) == 0 {
+			cnt = uint32(r.Intn(0x3000))
+		}
+		imm(0xb9, cnt)
+		dst := addr()
+		// mov edx, [dst]: a read that puts dst's page in the TLB (the
+		// page tables' pages too, which Step's writes would flush).
+		b = append(b, 0x8b, 0x14, 0x25, byte(dst), byte(dst>>8), byte(dst>>16), byte(dst>>24))
+		imm(0xbf, dst)
+		if r.Intn(3) == 0 {
+			// mov [dst], eax: a store there, into the page tables too.
+			b = append(b, 0x89, 0x04, 0x25, byte(dst), byte(dst>>8), byte(dst>>16), byte(dst>>24))
+		}
+		imm(0xbe, addr())
+		imm(0xb8, r.Uint32())
+		b = append(b, []byte{0xfc, 0xfd}[r.Intn(2)]) // cld, std
+		if r.Intn(4) != 0 {
+			b = append(b, 0xf3)
+		}
+		if r.Intn(4) == 0 {
+			b = append(b, 0x66)
+		}
+		if long && r.Intn(3) == 0 {
+			b = append(b, 0x48)
+		}
+		b = append(b, []byte{0xa4, 0xa5, 0xaa, 0xab}[r.Intn(4)])
+	}
+	rel := -(len(b) + 2)
+	return append(b, 0xeb, byte(rel)) // jmp to the start (n is small)
+}
+
+// ptStreams rewrite the PTE of page 0x100000 to map 0x101000, each with
+// a different kind of store, once both pages are in the TLB: the store
+// must go to Step, whose write drops the translation (the page tables'
+// pages are watched), so the load after it sees 0x101000's value.
+var ptStreams = func() [][]byte {
+	pre := []byte{
+		0xc7, 0x04, 0x25, 0x00, 0x10, 0x10, 0x00, 0x55, 0, 0, 0, // mov dword [0x101000], 0x55
+		0xb9, 0x07, 0x10, 0x10, 0x00, // mov ecx, 0x101007
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, // mov eax, [0x100000]
+		0x8b, 0x14, 0x25, 0x00, 0x48, 0x00, 0x00, // mov edx, [0x4800]
+	}
+	post := []byte{
+		0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, // mov eax, [0x100000]
+		0xeb, 0xfe, // jmp $
+	}
+	var streams [][]byte
+	for _, store := range [][]byte{
+		{0x89, 0x0c, 0x25, 0x00, 0x48, 0x00, 0x00},                                     // mov [0x4800], ecx
+		{0x88, 0x2c, 0x25, 0x01, 0x48, 0x00, 0x00},                                     // mov [0x4801], ch
+		{0xbf, 0x00, 0x48, 0x00, 0x00, 0x89, 0xc8, 0xb9, 1, 0, 0, 0, 0xfc, 0xf3, 0xab}, // mov edi, 0x4800; mov eax, ecx; mov ecx, 1; cld; rep stosd
+	} {
+		streams = append(streams, slices.Concat(pre, store, post))
+	}
+	return streams
+}()
+
 // fastValue is a register value: an address in the data pages, near a
 // page end, in the code, in the page tables, or anything.
 func fastValue(r *rand.Rand) uint64 {
@@ -272,7 +371,7 @@ func TestFastDifferential(t *testing.T) {
 	modes := []string{"long64", "long64u", "prot32", "prot32u"}
 	r := rand.New(rand.NewSource(1))
 	var ran, fast uint64
-	for ep := range episodes {
+	for ep := range episodes + len(ptStreams)*len(modes) {
 		mode := modes[ep%len(modes)]
 		long := mode == "long64" || mode == "long64u"
 		fs, cs := newState(t, mode)
@@ -287,8 +386,14 @@ func TestFastDifferential(t *testing.T) {
 		fs.unmap(codeBase + 0x2000)
 		// Code and data share pages.
 		code := genCode(r, long, 120)
-		if ep%3 == 2 {
+		switch ep % 6 {
+		case 2, 5:
 			code = genDense(r, long, 5+r.Intn(40))
+		case 3:
+			code = genString(r, long, 1+r.Intn(4))
+		}
+		if ep >= episodes {
+			code = ptStreams[(ep-episodes)/len(modes)]
 		}
 		fs.put(codeBase, code...)
 		for i := range 8 {

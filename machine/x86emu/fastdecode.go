@@ -35,6 +35,8 @@ const (
 	fNop
 	fCdqe // CWDE, CDQE
 	fCdq  // CDQ, CQO
+	fMovs // MOVS, alu 1 with REP; runString runs it, always a block of its own
+	fStos // STOS, likewise
 )
 
 // ALU operations in encoding order, plus TEST.
@@ -156,9 +158,14 @@ prefixes:
 		return in, false
 	}
 	if rep {
-		// Only REP RET and PAUSE (REP NOP); F3 elsewhere makes other
-		// instructions (string ops, POPCNT, TZCNT, ...).
-		if c := b[pos]; c != 0xc3 && c != 0x90 {
+		// Only REP RET, PAUSE (REP NOP) and REP MOVS and STOS; F3
+		// elsewhere makes other instructions (POPCNT, TZCNT, ...) or
+		// repeats compares, which are Step's.
+		switch b[pos] {
+		case 0xc3, 0x90:
+		case 0xa4, 0xa5, 0xaa, 0xab:
+			in.alu = 1
+		default:
 			return in, false
 		}
 	}
@@ -446,6 +453,19 @@ func (d *fdecoder) body(in *finst, opsize bool) bool {
 		return true
 	case op == 0x99:
 		in.op = fCdq
+		return true
+	case op == 0xa4 || op == 0xa5 || op == 0xaa || op == 0xab:
+		// MOVS from DS only (runString checks DS and ES are flat).
+		if d.seg >= 0 {
+			return false
+		}
+		in.op = fMovs
+		if op >= 0xaa {
+			in.op = fStos
+		}
+		if op&1 == 0 {
+			in.size = 1
+		}
 		return true
 	case op == 0xa8 || op == 0xa9:
 		in.op, in.alu = fAluEI, aluTest
