@@ -195,43 +195,35 @@ func TestPIC(t *testing.T) {
 	}
 }
 
-// TestPICKnownBugs holds scenarios the model gets wrong today, each skipped
-// with its cause and fix until the model is corrected.
-func TestPICKnownBugs(t *testing.T) {
+// TestPICCascade checks the master's IR2 follows the slave's INT output
+// (requests the slave will not present do not block master IRQs below 2,
+// and a slave request survives the acknowledge of another), and that ICW1
+// single mode skips ICW3.
+func TestPICCascade(t *testing.T) {
 	std := picInit(0x20, 0x28, 0x01)
 	tests := []struct {
 		name string
 		ops  []picOp
-		bug  string
 	}{
 		{"masked slave line does not block master IRQs below 2", seq(std, ops(
 			picOut(0xa1, 0xff), picRaise(8), picRaise(4), picAck(0x24),
-		)), "Raise sets master IRR bit 2 for a slave line the slave masks, and " +
-			"pic8259.pending stops at that bit although the slave has nothing to give: IRQs 3-7 " +
-			"are never delivered. Fix: derive master IR2 from slave.pending() (the slave's INT " +
-			"output) instead of latching it in Raise."},
+		))},
 		{"slave request blocked by the slave's own ISR does not block master IRQs below 2", seq(std, ops(
 			picRaise(12), picAck(0x2c), picOut(0x20, picEOI), // master EOI first, slave still in service
 			picRaise(13), picRaise(5), picAck(0x25),
-		)), "same cause: a slave request the slave will not present keeps master IR2 requested"},
+		))},
 		{"second slave request survives the first one's acknowledge", seq(std, ops(
 			picRaise(10), picRaise(9), picAck(0x29),
 			picOut(0xa0, picEOI), picOut(0x20, picEOI), picAck(0x2a),
-		)), "Acknowledge of a slave vector calls master.ack(2), which clears master IRR bit 2 " +
-			"even though the slave still holds IRQ 10 (the `if p.slave.irr == 0` after it is dead " +
-			"code), so IRQ 10 is lost until another slave edge. Fix: the same as above, or set " +
-			"master IRR bit 2 again after master.ack(2) while the slave has unmasked requests."},
+		))},
+		// ICW1 bit 1 (SNGL): after ICW2 comes ICW4, so the next write is the mask.
 		{"ICW1 single mode skips ICW3", ops(
 			picOut(0x20, 0x13), picOut(0x21, 0x20), picOut(0x21, 0x01), picOut(0x21, 0xfe),
 			picIn(0x21, 0xfe), picRaise(0), picAck(0x20), picRaise(0), picAck(-1),
-		), "ICW1 bit 1 (SNGL) is ignored, so ICW4 is taken for ICW3 and the mask for ICW4 " +
-			"(setting auto-EOI from its bit 1). Fix: in write, after ICW2 go to ICW3 only when " +
-			"the ICW1 SNGL bit was clear."},
+		)},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			runPIC(t, tt.ops)
-		})
+		t.Run(tt.name, func(t *testing.T) { runPIC(t, tt.ops) })
 	}
 }
 

@@ -95,20 +95,17 @@ func TestRTCWrite(t *testing.T) {
 	}
 }
 
-func TestRTCKnownBugs(t *testing.T) {
+// TestRTC12Hour checks 12-hour mode (register B bit 1 clear): hours 1-12,
+// bit 7 set after noon.
+func TestRTC12Hour(t *testing.T) {
 	tests := []struct {
 		name string
 		regB uint8
 		now  time.Time
 		want uint8
-		bug  string
 	}{
-		{"12-hour BCD afternoon", 0x00, rtcNow, 0x81,
-			"register B bit 1 clear selects 12-hour mode (hours 1-12, bit 7 = PM), which RTC.read " +
-				"ignores: 13:45 reads 0x13 instead of 0x81. Fix: in read, case 0x04, when " +
-				"nvram[0x0b]&0x02 == 0 encode (h+11)%12+1 and or in 0x80 for h >= 12."},
-		{"12-hour binary midnight", 0x04, time.Date(2026, 11, 15, 0, 5, 0, 0, time.UTC), 12,
-			"same cause: 00:05 in 12-hour mode is 12 AM."},
+		{"12-hour BCD afternoon", 0x00, rtcNow, 0x81},                                        // 13:45 is 1 PM
+		{"12-hour binary midnight", 0x04, time.Date(2026, 11, 15, 0, 5, 0, 0, time.UTC), 12}, // 00:05 is 12 AM
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

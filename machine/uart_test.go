@@ -213,35 +213,27 @@ func TestUART(t *testing.T) {
 	}
 }
 
-// TestUARTKnownBugs holds scenarios the model gets wrong today, skipped
-// with their cause and fix.
-func TestUARTKnownBugs(t *testing.T) {
+// TestUARTInterruptEdges checks the edges the edge-triggered PIC needs: a
+// FIFO reset lowers the line, so the next byte raises it again; each THR
+// write clears the THR-empty interrupt and the transmitted byte sets it
+// again (the line pulses, as on the 16550 and in QEMU), so a handler that
+// just writes the next byte gets its next interrupt.
+func TestUARTInterruptEdges(t *testing.T) {
 	tests := []struct {
 		name string
 		ops  []uartOp
-		bug  string
 	}{
 		{"RX interrupt after a FIFO reset", useq(
 			uOut(uartIER, 0x01), uRecv("a"), uRaises(1),
 			uOut(uartIIR, 0x03), uIn(uartIIR, iirNoneFIFO), // the reset emptied the FIFO: no source
 			uRecv("b"), uRaises(2),
-		), "portOut(FCR) empties the RX FIFO without calling update, so the remembered line " +
-			"level stays high and the next Receive sees no rising edge: no IRQ 4 for the next " +
-			"byte, and a guest waiting for its RX interrupt waits forever. Fix: call u.update() " +
-			"after clearing u.rx in the FCR case."},
+		)},
 		{"each THR write is a new THR-empty edge", useq(
 			uOut(uartIER, 0x02), uRaises(1), uOut(uartData, 'x'), uRaises(2), uOut(uartData, 'y'), uRaises(3),
-		), "a THR write sets thrInt while the line is already high (the handler did not read " +
-			"IIR first), so no new edge reaches the edge-triggered PIC and a guest whose handler " +
-			"just writes the next byte stalls. On the 16550 (and in QEMU, which guests are tested " +
-			"on) writing THR clears the THRE interrupt and the transmitted byte sets it again: " +
-			"the line pulses. Fix: in the THR write, clear u.thrInt and call update (line low) " +
-			"before setting thrInt again and calling update."},
+		)},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			runUART(t, tt.ops)
-		})
+		t.Run(tt.name, func(t *testing.T) { runUART(t, tt.ops) })
 	}
 }
 

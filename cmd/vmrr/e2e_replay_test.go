@@ -16,11 +16,6 @@ import (
 var matrixGuests = []string{"hello", "timer", "spin", "nondet", "serial-echo", "crash", "race", "paravirt", "emu32",
 	"timer-multiboot", "race-multiboot", "flaky", "flaky64", "ptedit", "ptchurn", "repstring"}
 
-// replayBugs are the known replay divergences, by mode/guest. A case listed
-// here that diverges is skipped with its reason; one that replays exactly
-// is checked as any other.
-var replayBugs = map[string]string{}
-
 // inProcess serialises the replays these tests run in the test process:
 // machines take process-wide signal handlers for their kicks.
 var inProcess sync.Mutex
@@ -62,14 +57,10 @@ func TestRecordReplayMatrix(t *testing.T) {
 				if t.Failed() {
 					t.FailNow()
 				}
-				bug := replayBugs[mode+"/"+name]
 				// Three replays: two by the command, the third through the
 				// Go API, which also compares the final state hash.
 				for i := 1; i <= 2; i++ {
 					rep := runVMRR(t, "replay", log)
-					if rep.status == statusDiverged && bug != "" {
-						t.Skipf("BUG: %s: replay %d: %s", bug, i, firstLine(rep.stderr))
-					}
 					if rep.stdout != rec.stdout || rep.status != rec.status || rep.stderr != rec.stderr {
 						t.Fatalf("replay %d differs from the recording:\nrecord: %s\nreplay: %s", i, rec, rep)
 					}
@@ -77,9 +68,6 @@ func TestRecordReplayMatrix(t *testing.T) {
 				inProcess.Lock()
 				o, console, err := replayAPI(log)
 				inProcess.Unlock()
-				if err == nil && o.Divergence != nil && bug != "" {
-					t.Skipf("BUG: %s: replay 3: %s", bug, o.Summary())
-				}
 				checkAPIReplay(t, o, console, err, rec)
 			})
 		}
