@@ -3,3 +3,5 @@
 package machine
 
 const mapNoReserve = 0
+
+const madvHugePage = -1 // none
