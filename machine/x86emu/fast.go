@@ -217,7 +217,8 @@ func (f *Fast) decodeBlock(gpa uint64) *fblock {
 		specialise(&in)
 		b.insts = append(b.insts, in)
 		off = gpa + uint64(in.end)
-		if in.op == fJmp || in.op == fCall || in.op == fRet || in.op == fMovs || in.op == fStos {
+		if in.op == fJmp || in.op == fCall || in.op == fRet || in.op == fJmpInd || in.op == fCallInd ||
+			in.op == fMovs || in.op == fStos {
 			break
 		}
 	}
@@ -919,6 +920,35 @@ func (f *Fast) exec(in *finst, base uint64) int {
 			return xBail
 		}
 		f.ram[gpa] = byte(v)
+	case fXchg:
+		a, b := f.r[in.reg]>>in.regSh&m, f.r[in.rm]>>in.rmSh&m
+		f.setReg(in.reg, in.regSh, in.regKeep, m, b)
+		f.setReg(in.rm, in.rmSh, in.rmKeep, m, a)
+	case fLeave:
+		// rSP = rBP, then POP rBP.
+		if !f.stackOK {
+			return xBail
+		}
+		size := uint8(4)
+		if f.long {
+			size = 8
+		}
+		sp := f.r[5] & f.addrMask
+		gpa, ok := f.hostR(sp, uint64(size))
+		if !ok {
+			return xBail
+		}
+		f.r[5] = f.ld(gpa, size)
+		f.r[4] = (sp + uint64(size)) & f.addrMask
+	case fJmpInd, fCallInd:
+		t, ok := f.readRM(in, in.size, m)
+		if !ok || f.branch(t) == xBail {
+			return xBail
+		}
+		if in.op == fCallInd && !f.push((base+uint64(in.end))&f.addrMask) {
+			return xBail
+		}
+		return xBranch
 	case fNop:
 	case fCdqe:
 		w := int(in.size) * 8

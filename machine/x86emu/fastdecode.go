@@ -37,6 +37,10 @@ const (
 	fCdq  // CDQ, CQO
 	fMovs // MOVS, alu 1 with REP; runString runs it, always a block of its own
 	fStos // STOS, likewise
+	fXchg // XCHG of two registers
+	fLeave
+	fJmpInd  // JMP r/m
+	fCallInd // CALL r/m
 )
 
 // ALU operations in encoding order, plus TEST.
@@ -448,6 +452,24 @@ func (d *fdecoder) body(in *finst, opsize bool) bool {
 	case op == 0x90 && d.rex&1 == 0:
 		in.op = fNop
 		return true
+	case op >= 0x90 && op <= 0x97:
+		// XCHG rAX, r (0x90 with REX.B is XCHG rAX, R8).
+		in.op = fXchg
+		in.rm = op&7 | (d.rex&1)<<3
+		return true
+	case op == 0x86 || op == 0x87:
+		if op == 0x86 {
+			in.size = 1
+		}
+		d.modrm(in, op == 0x86)
+		in.op = fXchg
+		return !in.mem // with memory: locked, Step's
+	case op == 0xc9:
+		if opsize {
+			return false
+		}
+		in.op = fLeave
+		return true
 	case op == 0x98:
 		in.op = fCdqe
 		return true
@@ -565,11 +587,24 @@ func (d *fdecoder) body(in *finst, opsize bool) bool {
 		if op == 0xfe {
 			in.size = 1
 		}
-		switch d.modrm(in, op == 0xfe) {
+		switch rf := d.modrm(in, op == 0xfe); rf {
 		case 0:
 			in.op = fInc
 		case 1:
 			in.op = fDec
+		case 2, 4:
+			// Near indirect CALL and JMP: the operand is 64 bits in
+			// 64-bit mode whatever REX.W says.
+			if op == 0xfe || opsize {
+				return false
+			}
+			in.op, in.size = fCallInd, 4
+			if rf == 4 {
+				in.op = fJmpInd
+			}
+			if long {
+				in.size = 8
+			}
 		default:
 			return false
 		}

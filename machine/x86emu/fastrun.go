@@ -187,7 +187,7 @@ func flagUse(in *finst) (reads, writes uint64, exits bool) {
 		}
 	case fCmov, fSetcc:
 		reads = arithFlags
-	case fMovEG, fMovGE, fMovEI, fMovzx, fMovsx, fLea, fNot, fNop, fCdqe, fCdq:
+	case fMovEG, fMovGE, fMovEI, fMovzx, fMovsx, fLea, fNot, fNop, fCdqe, fCdq, fXchg:
 	default:
 		exits = true
 	}
