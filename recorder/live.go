@@ -40,9 +40,11 @@ type Live struct {
 	m      *machine.Machine // the running machine, for kicks
 
 	// virtual, if set, is the instruction clock; skipped is the time an
-	// idle guest skipped ahead on it.
+	// idle guest skipped ahead on it; perInsn is what one instruction is
+	// worth on it.
 	virtual func() time.Duration
 	skipped time.Duration
+	perInsn time.Duration
 
 	// OnTick and OnSerial, if set, are told of each delivery (the recorder).
 	OnTick   func(m *machine.Machine)
@@ -95,13 +97,28 @@ func (l *Live) Now() time.Duration {
 	return time.Since(l.start)
 }
 
-// UseInstructionClock makes the guest's timers follow the instructions it
-// executes (one microsecond each) instead of the host clock, and lets an
-// idle guest skip ahead to its next timer tick. Exact mode uses it: it runs
-// the guest some ten times slower than the host clock would have a timer
-// expect, so a fast timer would leave no time for anything else.
-func (l *Live) UseInstructionClock(m *machine.Machine) {
-	l.virtual = func() time.Duration { return time.Duration(m.Position().Insn) * time.Microsecond }
+// UseInstructionClock makes the guest's time follow the instructions it
+// executes, per instruction each, instead of the host clock, and lets an
+// idle guest skip ahead to its next timer tick. Exact mode on KVM uses it
+// (one microsecond an instruction): it runs the guest some ten times
+// slower than the host clock would have a timer expect, so a fast timer
+// would leave no time for anything else. On the soft CPU it is --clock:
+// the run is then a function of the image, its input and the clock rate
+// alone (the TSC follows the same clock), which makes a timing bug
+// reproducible on purpose.
+func (l *Live) UseInstructionClock(m *machine.Machine, per time.Duration) {
+	l.perInsn = per
+	l.virtual = func() time.Duration { return time.Duration(m.Position().Insn) * per }
+}
+
+// value is what a non-deterministic instruction gives the guest in a live
+// run: the host's, but on the instruction clock the TSC counts its
+// nanoseconds (a 1 GHz TSC), so the guest's TSC and timer agree.
+func (l *Live) value(kind int) (uint64, error) {
+	if l.virtual != nil && (cpu.NonDet(kind) == cpu.RDTSC || cpu.NonDet(kind) == cpu.RDTSCP) {
+		return uint64(l.Now().Nanoseconds()), nil
+	}
+	return nondet.Host(kind)
 }
 
 // deliver raises what is due now: timer ticks and serial bytes.
@@ -158,19 +175,25 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 // armKick sets the timer that kicks the vCPU out of the guest at the next
 // tick or the deadline, whichever is first.
 func (l *Live) armKick(m *machine.Machine) {
-	var at time.Duration = -1
-	if l.ticking && l.virtual == nil {
-		at = l.nextTick
-	}
-	if !l.deadline.IsZero() {
-		if d := l.deadline.Sub(l.start); at < 0 || d < at {
-			at = d
+	wait := time.Duration(-1)
+	switch {
+	case l.ticking && l.virtual == nil:
+		wait = l.nextTick - l.Now()
+	case l.ticking:
+		// On the instruction clock the tick is due at an instruction
+		// count: stop there (where the CPU counts exactly).
+		if n := (l.nextTick - l.skipped + l.perInsn - 1) / l.perInsn; n > 0 {
+			m.StopAt(uint64(n)) // the first count at or past the tick
 		}
 	}
-	if at < 0 {
+	if !l.deadline.IsZero() {
+		if d := time.Until(l.deadline); wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	if wait < 0 {
 		return
 	}
-	wait := at - l.Now()
 	l.kickMu.Lock()
 	defer l.kickMu.Unlock()
 	if l.kick == nil {
@@ -231,8 +254,8 @@ func (l *Live) Input(m *machine.Machine, in machine.Input, live func() uint64) (
 	return live(), nil
 }
 
-// NonDet executes the instruction on the host.
-func (l *Live) NonDet(m *machine.Machine, kind int) (uint64, error) { return nondet.Host(kind) }
+// NonDet executes the instruction on the host (see value).
+func (l *Live) NonDet(m *machine.Machine, kind int) (uint64, error) { return l.value(kind) }
 
 // Port claims nothing by itself.
 func (l *Live) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,11 @@ type Options struct {
 	// Accel is the CPU: machine.AccelKVM or machine.AccelSoft ("" is
 	// KVM); the caller resolves auto (probe.ChooseAccel).
 	Accel machine.Accel
+	// Clock, if set, runs the guest's time on the instruction count, Clock
+	// per instruction (the PIT, the RTC and the TSC follow it; idle time is
+	// skipped), instead of the host clock: the soft CPU, or exact mode on
+	// KVM, which counts every instruction too.
+	Clock time.Duration
 	// Stats, if set, gets one line of counters at the end of the run:
 	// the CPU, instructions and exits, and what tlbsync did.
 	Stats io.Writer
@@ -85,8 +91,13 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	if err := trap.Install(m); err != nil {
 		return machine.Result{}, err
 	}
-	if opt.Mode == nondet.ModeExact && m.Accel() == machine.AccelKVM {
-		r.Live.UseInstructionClock(m)
+	switch {
+	case opt.Clock != 0 && m.Accel() != machine.AccelSoft && opt.Mode != nondet.ModeExact:
+		return machine.Result{}, errors.New("recorder: the instruction clock (--clock) needs the soft CPU, or --mode exact on KVM")
+	case opt.Clock != 0:
+		r.Live.UseInstructionClock(m, opt.Clock)
+	case opt.Mode == nondet.ModeExact && m.Accel() == machine.AccelKVM:
+		r.Live.UseInstructionClock(m, time.Microsecond)
 	}
 	if opt.Mode == nondet.ModeFast && m.Accel() == machine.AccelKVM && w != nil && opt.Warnings != nil && m.Boot() == machine.BootFlat {
 		fmt.Fprintln(opt.Warnings, "vmrr: warning: fast mode finds the instructions to patch in ELF sections; a flat image gets none, so any RDTSC/RDRAND it runs natively will not replay (use --mode exact)")
@@ -280,7 +291,7 @@ func (r *Recorder) Debug(m *machine.Machine, d cpu.DebugExit) error { return nil
 // Value executes a trapped instruction on the host and puts its value in
 // the ring, logging the ring when it fills (nondet.Values).
 func (r *Recorder) Value(m *machine.Machine, kind int) (uint64, error) {
-	v, err := nondet.Host(kind)
+	v, err := r.Live.value(kind)
 	if err != nil {
 		return 0, err
 	}

@@ -74,3 +74,33 @@ func TestAccelFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestClock runs flaky on the soft CPU's instruction clock: the outcome is
+// a function of the clock rate (the same every time), and bad --clock
+// values get one line and status 2.
+func TestClock(t *testing.T) {
+	for _, tc := range []struct {
+		clock  string
+		status int
+		line   string
+	}{
+		{"1us", 1, "PASS: 20 jobs, sum 2470"},
+		{"250ns", 3, "FAIL: job 7 lost its pointer"},
+	} {
+		for i := 0; i < 2; i++ {
+			r := runVMRR(t, "run", "--accel", "soft", "--clock", tc.clock, guestPath("flaky"))
+			if r.status != tc.status || r.stdout != tc.line+"\n" {
+				t.Errorf("--clock %s, run %d: %s, want status %d and %q", tc.clock, i, r, tc.status, tc.line)
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"run", "--accel", "soft", "--clock", "fast", guestPath("hello")},
+		{"run", "--accel", "soft", "--clock", "-1us", guestPath("hello")},
+		{"record", "--accel", "soft", "--clock", "0", "-o", filepath.Join(t.TempDir(), "x.vmrr"), guestPath("hello")},
+	} {
+		if r := runVMRR(t, args...); r.status != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "--clock") {
+			t.Errorf("vmrr %s: %s, want status 2 and one line about --clock", strings.Join(args, " "), r)
+		}
+	}
+}

@@ -18,7 +18,7 @@ func init() {
 func recordCmd(args []string) int {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] [--tlbsync on|off] [--stats] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [--clock host|D] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] [--tlbsync on|off] [--stats] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -53,6 +53,10 @@ func recordCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	clock, err := mf.clockRate()
+	if err != nil {
+		return fail("%v", err)
+	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
 		return fail("%v", err)
@@ -73,7 +77,7 @@ func recordCmd(args []string) int {
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
 	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: mem,
-		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel, Stats: statsWriter(*stats)})
+		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel, Stats: statsWriter(*stats), Clock: clock})
 	if err != nil {
 		f.Close()
 		// A recording that failed half-way is kept unless told otherwise:

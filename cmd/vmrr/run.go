@@ -23,6 +23,7 @@ type machineFlags struct {
 	timeout  *time.Duration
 	serialIn *string
 	accel    *string
+	clock    *string
 }
 
 func addMachineFlags(fs *flag.FlagSet) machineFlags {
@@ -31,7 +32,22 @@ func addMachineFlags(fs *flag.FlagSet) machineFlags {
 		timeout:  fs.Duration("timeout", 0, "end the run after this long (0: no limit)"),
 		serialIn: fs.String("serial-in", "", "file to feed to the guest's COM1 (\"-\" for stdin; default: none)"),
 		accel:    addAccelFlag(fs),
+		clock: fs.String("clock", "host", "the guest's time: host (the host clock), or a duration an instruction is worth (e.g. 1us): "+
+			"an instruction clock that makes the run a function of its inputs alone (soft CPU only)"),
 	}
+}
+
+// clockRate checks --clock: 0 for the host clock, else what an instruction
+// is worth.
+func (f machineFlags) clockRate() (time.Duration, error) {
+	if *f.clock == "host" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(*f.clock)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--clock %s: want host or a positive duration (e.g. 1us)", *f.clock)
+	}
+	return d, nil
 }
 
 // statsWriter is where --stats goes: stderr, or nowhere.
@@ -140,7 +156,7 @@ func reportResult(res machine.Result) int {
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr run [--accel auto|kvm|soft] [--mem MiB] [--timeout D] [--serial-in FILE] [--tlbsync auto|on|off] [--stats] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr run [--accel auto|kvm|soft] [--clock host|D] [--mem MiB] [--timeout D] [--serial-in FILE] [--tlbsync auto|on|off] [--stats] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -160,6 +176,10 @@ func runCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	clock, err := mf.clockRate()
+	if err != nil {
+		return fail("%v", err)
+	}
 	image, err := readImage(fs.Arg(0))
 	if err != nil {
 		return fail("%v", err)
@@ -171,7 +191,7 @@ func runCmd(args []string) int {
 	defer closeSerial()
 	res, err := recorder.Record(nil, recorder.Options{ImagePath: fs.Arg(0), Image: image, MemoryBytes: mem,
 		Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, Accel: accel,
-		TLBSync: *tlb == "on" || *tlb == "auto" && accel == machine.AccelSoft, Stats: statsWriter(*stats)})
+		TLBSync: *tlb == "on" || *tlb == "auto" && accel == machine.AccelSoft, Stats: statsWriter(*stats), Clock: clock})
 	if err != nil {
 		return fail("%v", err)
 	}
