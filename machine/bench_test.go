@@ -7,8 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
-	"vmrr/machine/cpu"
 
+	"vmrr/machine/cpu"
 	"vmrr/machine/kvm"
 )
 

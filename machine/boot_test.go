@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 

@@ -6,6 +6,7 @@ package nondet
 
 import (
 	"errors"
+
 	"vmrr/machine/cpu"
 )
 

@@ -3,11 +3,11 @@ package nondet
 import (
 	"bytes"
 	"testing"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 )
 
 func TestMatch(t *testing.T) {

@@ -8,10 +8,10 @@ import (
 	"runtime"
 	"strings"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/logfmt"
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/nondet"
 	"vmrr/position"
 	"vmrr/tlbsync"

@@ -7,10 +7,10 @@ import (
 	"os"
 	"strings"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/logfmt"
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/nondet"
 	"vmrr/position"
 	"vmrr/tlbsync"

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
+	"vmrr/machine/cpu"
 	"vmrr/nondet"
 )
 

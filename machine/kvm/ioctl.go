@@ -5,10 +5,11 @@ package kvm
 import (
 	"fmt"
 	"unsafe"
-	"vmrr/machine/cpu"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
+
+	"vmrr/machine/cpu"
 )
 
 // ioctl request numbers, named after the kernel's (include/uapi/linux/kvm.h).

@@ -10,9 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/sys/unix"
+
+	"vmrr/machine/cpu"
 )
 
 // RunState mirrors the head of struct kvm_run, the page shared with KVM
