@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+
 	"vmrr/machine/cpu"
 )
 
@@ -331,10 +332,12 @@ func TestFlushTLB(t *testing.T) {
 	}
 }
 
-// TestFlushTLBReadOnly checks FlushTLB with the PT protected: the guest's
-// PTE write traps, the handler applies it, and after the flush the guest
-// reads through the new entry, at CPL3 too.
-func TestFlushTLBReadOnly(t *testing.T) {
+// flushTLBReadOnly checks FlushTLB with the PT protected: the guest's PTE
+// write traps, the handler applies it, and after the flush the guest reads
+// through the new entry, at CPL3 too. TestFlushTLBReadOnly (in
+// protect_probe_test.go) runs it where the host's KVM runs guests on page
+// tables in read-only slots at all (probe.ReadOnlyPageTables).
+func flushTLBReadOnly(t *testing.T) {
 	code := []byte{
 		0x48, 0x8b, 0x06, // mov rax, [rsi]
 		0x48, 0x8b, 0x06, // mov rax, [rsi]

@@ -98,7 +98,7 @@ func BenchmarkExitLoop(b *testing.B) {
 			}
 			defer m.Close()
 			if on {
-				if h.sync, err = tlbsync.Attach(m); err != nil {
+				if h.sync, err = attach(b, m); err != nil {
 					b.Fatal(err)
 				}
 				if err := h.sync.BeforeRun(m); err != nil {
@@ -125,7 +125,7 @@ func BenchmarkBeforeRun(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	s, err := tlbsync.Attach(m)
+	s, err := attach(b, m)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,14 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
+	"vmrr/machine/probe"
 	"vmrr/nondet"
 	"vmrr/recorder"
 	"vmrr/replayer"
+	"vmrr/tlbsync"
 )
 
 // elf64 wraps one segment loaded at addr and entered at entry into a
@@ -161,6 +164,45 @@ func needKVM(tb testing.TB) {
 	f.Close()
 }
 
+// attach is tlbsync.Attach for these tests of tlbsync on KVM. Where this
+// host's KVM cannot run a guest on page tables in read-only memory slots
+// (probe.ReadOnlyPageTables: AMD nested paging), Attach must refuse in one
+// line that points at --accel soft, and the test skips naming what the
+// host lacks.
+func attach(tb testing.TB, m *machine.Machine) (*tlbsync.Sync, error) {
+	tb.Helper()
+	if m.Accel() != machine.AccelKVM {
+		return tlbsync.Attach(m)
+	}
+	lack := probe.ReadOnlyPageTables()
+	s, err := tlbsync.Attach(m)
+	switch {
+	case lack == nil:
+		return s, err
+	case err == nil:
+		tb.Fatalf("tlbsync.Attach accepted a host whose KVM lacks %s (%v)", probe.MechROPageTables, lack)
+	case strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "--accel soft"):
+		tb.Fatalf("tlbsync.Attach refused with %q, want one line pointing at --accel soft", err)
+	}
+	tb.Skipf("needs %s, which this host's KVM lacks: %v", probe.MechROPageTables, lack)
+	return nil, err
+}
+
+// needRecord skips a test that records on KVM where this host's KVM cannot
+// record what it replays (no exact instruction counter: probe.CanRecord,
+// which vmrr record checks before it starts), or, with tlbsync on, cannot
+// keep the guest's page tables read-only (see attach).
+func needRecord(t *testing.T, tlb bool) {
+	t.Helper()
+	needKVM(t)
+	if err := probe.CanRecord(); err != nil {
+		t.Skipf("needs an exact instruction counter (CPL0 emulated), which this host's KVM lacks: %v", err)
+	}
+	if err := probe.ReadOnlyPageTables(); tlb && err != nil {
+		t.Skipf("needs %s, which this host's KVM lacks: %v", probe.MechROPageTables, err)
+	}
+}
+
 // run is one recording and its replay.
 type run struct {
 	console  string
@@ -173,6 +215,7 @@ type run struct {
 // recordReplay records image with tlbsync on or off and replays the log.
 func recordReplay(t *testing.T, image []byte, tlb bool) run {
 	t.Helper()
+	needRecord(t, tlb)
 	log := filepath.Join(t.TempDir(), "guest.vmrr")
 	f, err := os.Create(log)
 	if err != nil {

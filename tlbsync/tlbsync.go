@@ -34,6 +34,7 @@ import (
 	"slices"
 
 	"vmrr/machine"
+	"vmrr/machine/probe"
 	"vmrr/tlbsync/pagewalk"
 )
 
@@ -87,6 +88,12 @@ func Attach(m *machine.Machine) (*Sync, error) {
 	}
 	if !m.CanProtectPages() {
 		return nil, fmt.Errorf("tlbsync: this KVM has no read-only memory slots (KVM_CAP_READONLY_MEM); record with --tlbsync=off")
+	}
+	// On AMD nested paging (the nested KVM of docs/nested-kvm.md) a guest
+	// walking page tables in read-only slots reads its page-table entries
+	// as data and livelocks: tlbsync cannot work there.
+	if err := probe.ReadOnlyPageTables(); err != nil {
+		return nil, fmt.Errorf("tlbsync: this host's KVM cannot run guests on page tables in read-only memory slots (%v); use --accel soft, or --tlbsync=off", err)
 	}
 	s := &Sync{m: m}
 	m.SetRAMWriteHandler(s.write)

@@ -86,7 +86,7 @@ func TestMarks(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(m.Memory())
 			}
-			s, err := tlbsync.Attach(m)
+			s, err := attach(t, m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +115,7 @@ func TestMultibootUnpaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	s, err := tlbsync.Attach(m)
+	s, err := attach(t, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestMultibootUnpaged(t *testing.T) {
 // of a recording would not make.
 func TestActsOnlyAtNewExits(t *testing.T) {
 	m := tableMachine(t, []byte{0xf4}, nil)
-	s, err := tlbsync.Attach(m)
+	s, err := attach(t, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestTrappedWrites(t *testing.T) {
 		return true, nil
 	}
 	m := tableMachine(t, code, h)
-	s, err := tlbsync.Attach(m)
+	s, err := attach(t, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestChurnCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		if h.sync, err = tlbsync.Attach(m); err != nil {
+		if h.sync, err = attach(t, m); err != nil {
 			t.Fatal(err)
 		}
 		res, err := m.Run()

@@ -29,7 +29,7 @@ func writeInitramfs(path, root string, k *kernel, b *binaries, o *options) error
 	if err := copyFile(k.busybox, filepath.Join(root, "bin", "busybox")); err != nil {
 		return err
 	}
-	var mods []string
+	var mods []string // each an insmod argument list
 	for _, m := range k.modules {
 		data, err := moduleBytes(m.path)
 		if err != nil {
@@ -38,6 +38,9 @@ func writeInitramfs(path, root string, k *kernel, b *binaries, o *options) error
 		p := filepath.Join("/lib/modules", m.name+".ko")
 		if err := write(root, p, data, 0o644); err != nil {
 			return err
+		}
+		if normMod(m.name) == "kvm_amd" && o.kvmAMD != "" {
+			p += " " + o.kvmAMD
 		}
 		mods = append(mods, p)
 	}
@@ -96,6 +99,8 @@ func initScript(mods []string, b *binaries, o *options) string {
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TMPDIR=/tmp
+# The end-to-end tests run their guests on KVM here, not on the soft CPU.
+export VMRR_TEST_ACCEL=kvm
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
@@ -106,7 +111,7 @@ M=` + marker + `
 echo "$M kernel $(uname -r)"
 `)
 	for _, m := range mods {
-		fmt.Fprintf(&s, "insmod %s || echo \"$M insmod %s failed\"\n", m, m)
+		fmt.Fprintf(&s, "insmod %s || echo \"$M insmod %s failed\"\n", m, strings.ReplaceAll(m, `"`, ""))
 	}
 	s.WriteString(`i=0
 while [ ! -c /dev/kvm ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done

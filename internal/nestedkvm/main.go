@@ -65,6 +65,7 @@ type options struct {
 	mem        int
 	keep       bool
 	shell      bool
+	kvmAMD     string // module parameters of kvm-amd inside: "npt=0"
 	packages   []pkgSpec
 }
 
@@ -93,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.mem, "mem", 2048, "the nested VM's memory in MiB")
 	fs.BoolVar(&o.keep, "keep", false, "keep the build directory (initramfs, kernel, binaries) and print its path")
 	fs.BoolVar(&o.shell, "shell", false, "boot the same VM to a shell on this terminal instead of running the tests")
+	fs.StringVar(&o.kvmAMD, "kvm-amd", "", "module parameters for kvm-amd inside, e.g. npt=0 (shadow paging instead of nested paging)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"slices"
 	"time"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/sys/unix"
 
+	"vmrr/machine/cpu"
 	"vmrr/machine/kvm"
 )
 
@@ -115,6 +115,7 @@ func (p *prober) mechanisms() []Mechanism {
 		p.cpl(MechHWWatchpoint, p.hwWatchpoint),
 		p.cpl(MechINT3, p.int3),
 		p.readOnlySlot(),
+		p.roPageTables(),
 		p.dirtyLog(),
 		p.cpl(MechPIOExit, p.pioExit),
 		p.cpl(MechMMIOExit, p.mmioExit),

@@ -1,0 +1,6 @@
+//go:build linux
+
+package machine
+
+// FlushTLBReadOnly is flushTLBReadOnly for the tests outside the package.
+var FlushTLBReadOnly = flushTLBReadOnly
