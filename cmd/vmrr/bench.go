@@ -704,7 +704,7 @@ func printRRTable(w io.Writer, guests []*rrGuest, runs int, serialIn string) {
 		serial = "the bytes of " + serialIn
 	}
 	fmt.Fprintf(bw, "\n- Measured inside one vmrr process, through recorder.Record and replayer.Replay, one step after\n"+
-		"  another: a run is `vmrr run` (no log, no trapping mode, no tlbsync), a recording is `vmrr record`\n"+
+		"  another: a run is `vmrr run` (no log, no trapping mode; tlbsync on the soft CPU only), a recording is `vmrr record`\n"+
 		"  (tlbsync on, log written to a file in %s), a replay is `vmrr replay` of that log. Each time\n"+
 		"  includes creating the VM and loading the image, and a recording's and a replay's the hash of the\n"+
 		"  end state over all guest RAM (a run makes none). Left out: process start-up (a few ms), the\n"+
