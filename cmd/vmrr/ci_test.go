@@ -42,6 +42,9 @@ func newCITool(t *testing.T) *ciTool {
 // failure to start it at all is fatal.
 func (c *ciTool) run(args ...string) ciRun {
 	c.t.Helper()
+	if len(args) > 0 {
+		needRecord(c.t, args[0])
+	}
 	cmd := exec.Command(c.bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -226,6 +226,7 @@ func TestReplayKilledRecording(t *testing.T) {
 	// writer seals a frame every second.
 	image := writeFile(t, dir, "loop.bin", []byte{0x0f, 0x31, 0xe6, 0x80, 0xeb, 0xfa})
 	log := filepath.Join(dir, "killed.vmrr")
+	needRecord(t, "record")
 	cmd := exec.Command(bin, "record", "--mode", "exact", "--timeout", "30s", "-o", log, image)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

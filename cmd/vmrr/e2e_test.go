@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"vmrr/logfmt"
+	"vmrr/machine/probe"
 )
 
 // e2eGuests is where the committed guest images are.
@@ -54,6 +55,20 @@ func e2eAccel() string {
 		return a
 	}
 	return "soft"
+}
+
+// needRecord skips a test that records when the tests run on a KVM that
+// cannot record a run it can replay (no exact instruction counter, as on
+// AMD SVM without PVM): vmrr refuses there by design, and the soft CPU
+// runs the same tests on every host.
+func needRecord(t *testing.T, cmd string) {
+	t.Helper()
+	if e2eAccel() != "kvm" || (cmd != "record" && cmd != "demo" && cmd != "bench") {
+		return
+	}
+	if err := probe.CanRecord(); err != nil {
+		t.Skipf("needs a KVM that can record (an exact instruction counter): %v", err)
+	}
 }
 
 // e2eBin builds vmrr (once) and returns its path.
@@ -97,6 +112,9 @@ func runVMRR(t *testing.T, args ...string) e2eResult {
 // runVMRRIn runs vmrr with stdin from in.
 func runVMRRIn(t *testing.T, in io.Reader, args ...string) e2eResult {
 	t.Helper()
+	if len(args) > 0 {
+		needRecord(t, args[0])
+	}
 	bin := e2eBin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eLimit)
 	defer cancel()
