@@ -406,8 +406,8 @@ func (e softEnv) Translate(c *x86emu.CPU, linear uint64, write, user, fetch bool
 	return e.s.mmu.translate(&c.Sregs, linear, write, user, fetch)
 }
 
-func (e softEnv) NonDet(kind x86emu.NonDetKind) (uint64, error) {
-	return e.s.m.hooks.NonDet(e.s.m, int(kind))
+func (e softEnv) NonDet(kind cpu.NonDet) (uint64, error) {
+	return e.s.m.hooks.NonDet(e.s.m, kind)
 }
 
 func (e softEnv) In(port uint16, size int) (uint32, error) {

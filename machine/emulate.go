@@ -29,8 +29,8 @@ func (e emuEnv) Translate(cpu *x86emu.CPU, linear uint64, write, user, fetch boo
 	return w.Phys, 0, true
 }
 
-func (e emuEnv) NonDet(kind x86emu.NonDetKind) (uint64, error) {
-	return e.m.hooks.NonDet(e.m, int(kind))
+func (e emuEnv) NonDet(kind cpu.NonDet) (uint64, error) {
+	return e.m.hooks.NonDet(e.m, kind)
 }
 
 // errNoPortIO: KVM runs port I/O itself and never hands it to the emulator.

@@ -33,7 +33,7 @@ func (h *nopHooks) Input(_ *Machine, _ Input, live func() uint64) (uint64, error
 	return live(), nil
 }
 
-func (h *nopHooks) NonDet(*Machine, int) (uint64, error) { return 0, nil }
+func (h *nopHooks) NonDet(*Machine, cpu.NonDet) (uint64, error) { return 0, nil }
 
 func (h *nopHooks) Port(*Machine, uint16, bool, []byte) (bool, error) { return false, nil }
 

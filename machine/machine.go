@@ -69,9 +69,9 @@ type Hooks interface {
 	// Input supplies an outside-world device value; live computes it from
 	// the host (a replayer must not call it).
 	Input(m *Machine, in Input, live func() uint64) (uint64, error)
-	// NonDet supplies a non-deterministic instruction's result (kind is a
-	// cpu.NonDet) for instructions the VMM emulates.
-	NonDet(m *Machine, kind int) (uint64, error)
+	// NonDet supplies a non-deterministic instruction's result for
+	// instructions the VMM emulates.
+	NonDet(m *Machine, kind cpu.NonDet) (uint64, error)
 	// Port is offered accesses to ports with no device model (the trap and
 	// ring doorbell ports); it returns false to leave them unclaimed.
 	Port(m *Machine, port uint16, out bool, data []byte) (bool, error)
@@ -659,7 +659,7 @@ const (
 func (m *Machine) msrAccess(index uint32, write bool, data *uint64) (ok bool, err error) {
 	switch {
 	case index == msrTSC && !write:
-		v, err := m.hooks.NonDet(m, int(cpu.RDTSC))
+		v, err := m.hooks.NonDet(m, cpu.RDTSC)
 		if err != nil {
 			return false, err
 		}

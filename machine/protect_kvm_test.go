@@ -49,7 +49,7 @@ func (h *protHooks) Idle(*Machine) error      { return ErrStop }
 func (h *protHooks) Input(_ *Machine, _ Input, live func() uint64) (uint64, error) {
 	return live(), nil
 }
-func (h *protHooks) NonDet(*Machine, int) (uint64, error) { return 0, nil }
+func (h *protHooks) NonDet(*Machine, cpu.NonDet) (uint64, error) { return 0, nil }
 func (h *protHooks) Port(m *Machine, port uint16, out bool, data []byte) (bool, error) {
 	if h.port == nil {
 		return false, nil

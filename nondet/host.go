@@ -13,18 +13,17 @@ import (
 // ErrNoEntropy is returned when the host's RDRAND/RDSEED keep failing.
 var ErrNoEntropy = errors.New("nondet: host RDRAND/RDSEED returned no value 100 times")
 
-// Host executes a non-deterministic instruction of the given kind
-// (a cpu.NonDet) on the host and returns its value: what a live run or
-// a recording gives the guest.
-func Host(kind int) (uint64, error) {
-	switch cpu.NonDet(kind) {
+// Host executes a non-deterministic instruction on the host and returns
+// its value: what a live run or a recording gives the guest.
+func Host(kind cpu.NonDet) (uint64, error) {
+	switch kind {
 	case cpu.RDTSC, cpu.RDTSCP:
 		return hostRDTSC(), nil
 	case cpu.RDRAND, cpu.RDSEED:
 		for i := 0; i < 100; i++ {
 			var v uint64
 			var ok bool
-			if cpu.NonDet(kind) == cpu.RDRAND {
+			if kind == cpu.RDRAND {
 				v, ok = hostRDRAND()
 			} else {
 				v, ok = hostRDSEED()

@@ -40,7 +40,12 @@ func TestMatch(t *testing.T) {
 		{"truncated 0f", []byte{0x0f}, 64, false, 0, 0, 0, 0},
 		{"truncated group", []byte{0x0f, 0xc7}, 64, false, 0, 0, 0, 0},
 		{"empty", nil, 64, false, 0, 0, 0, 0},
-		{"legacy prefix after REX", []byte{0x48, 0x66, 0x0f, 0x31}, 64, false, 0, 0, 0, 0},
+		{"legacy prefix after REX cancels it", []byte{0x48, 0x66, 0x0f, 0xc7, 0xf0}, 64, true, cpu.RDRAND, 5, 0, 16},
+		{"rdtsc ignores prefixes", []byte{0x48, 0x66, 0x0f, 0x31}, 64, true, cpu.RDTSC, 4, 0, 0},
+		{"f2 0f c7 /6 is not rdrand", []byte{0xf2, 0x0f, 0xc7, 0xf0}, 64, false, 0, 0, 0, 0},
+		{"f3 0f c7 /6 is not rdrand", []byte{0xf3, 0x0f, 0xc7, 0xf0}, 64, false, 0, 0, 0, 0},
+		{"the last of f2 and f3 counts", []byte{0xf2, 0xf3, 0x0f, 0xc7, 0xf8}, 64, true, cpu.RDPID, 5, 0, 64},
+		{"over 15 bytes", append(bytes.Repeat([]byte{0x66}, 13), 0x0f, 0xc7, 0xf0), 64, false, 0, 0, 0, 0},
 		{"REX is inc in 32-bit mode", []byte{0x48, 0x0f, 0x31}, 32, false, 0, 0, 0, 0},
 	}
 	for _, tt := range tests {

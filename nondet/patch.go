@@ -159,7 +159,7 @@ func (ps Patches) Install(mem *machine.Memory) error {
 			return fmt.Errorf("nondet: patch at %#x: %w", p.Addr, err)
 		}
 		if !bytes.Equal(cur, p.Original) {
-			return fmt.Errorf("nondet: patch at %#x: guest memory holds % x, not the %s it was made for", p.Addr, cur, p.Inst.Name())
+			return fmt.Errorf("nondet: patch at %#x: guest memory holds % x, not the %s it was made for", p.Addr, cur, p.Inst.Kind)
 		}
 		if err := mem.WritePhys(p.Addr, trapCode(len(p.Original))); err != nil {
 			return err

@@ -36,7 +36,7 @@ func ParseMode(s string) (Mode, error) {
 // the host plus the log when recording, the log when replaying.
 type Values interface {
 	// Value returns the value for a trapped instruction of the given kind.
-	Value(m *machine.Machine, kind int) (uint64, error)
+	Value(m *machine.Machine, kind cpu.NonDet) (uint64, error)
 	// Doorbell is the guest saying the ring is full (record) or used up
 	// (replay).
 	Doorbell(m *machine.Machine) error
@@ -95,8 +95,8 @@ func (t *Trapper) Install(m *machine.Machine) error {
 
 // value fetches a trapped instruction's value (RDPID's is IA32_TSC_AUX, not
 // non-deterministic).
-func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
-	if cpu.NonDet(kind) == cpu.RDPID {
+func (t *Trapper) value(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
+	if kind == cpu.RDPID {
 		return m.TSCAux(), nil
 	}
 	return t.Values.Value(m, kind)
@@ -105,7 +105,7 @@ func (t *Trapper) value(m *machine.Machine, kind int) (uint64, error) {
 // NonDet serves the machine's emulator and MSR exits. An instruction in
 // the guest's own ring code (the paravirtual ring) gets a host value that
 // does not go through the ring: the guest appends it there itself.
-func (t *Trapper) NonDet(m *machine.Machine, kind int) (uint64, error) {
+func (t *Trapper) NonDet(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
 	if len(t.Ring) > 0 {
 		regs, err := m.Regs()
 		if err != nil {
@@ -148,7 +148,7 @@ func (t *Trapper) BeforeRun(m *machine.Machine) error {
 		if !ok {
 			return nil
 		}
-		v, err := t.value(m, int(in.Kind))
+		v, err := t.value(m, in.Kind)
 		if err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ func (t *Trapper) Port(m *machine.Machine, port uint16, out bool, data []byte) (
 		if p == nil {
 			return fmt.Errorf("nondet: trap port written at RIP %#x, where vmrr patched nothing", regs.RIP)
 		}
-		v, err := t.value(m, int(p.Inst.Kind))
+		v, err := t.value(m, p.Inst.Kind)
 		if err != nil {
 			return err
 		}

@@ -114,8 +114,8 @@ func (l *Live) UseInstructionClock(m *machine.Machine, per time.Duration) {
 // value is what a non-deterministic instruction gives the guest in a live
 // run: the host's, but on the instruction clock the TSC counts its
 // nanoseconds (a 1 GHz TSC), so the guest's TSC and timer agree.
-func (l *Live) value(kind int) (uint64, error) {
-	if l.virtual != nil && (cpu.NonDet(kind) == cpu.RDTSC || cpu.NonDet(kind) == cpu.RDTSCP) {
+func (l *Live) value(kind cpu.NonDet) (uint64, error) {
+	if l.virtual != nil && (kind == cpu.RDTSC || kind == cpu.RDTSCP) {
 		return uint64(l.Now().Nanoseconds()), nil
 	}
 	return nondet.Host(kind)
@@ -255,7 +255,7 @@ func (l *Live) Input(m *machine.Machine, in machine.Input, live func() uint64) (
 }
 
 // NonDet executes the instruction on the host (see value).
-func (l *Live) NonDet(m *machine.Machine, kind int) (uint64, error) { return l.value(kind) }
+func (l *Live) NonDet(m *machine.Machine, kind cpu.NonDet) (uint64, error) { return l.value(kind) }
 
 // Port claims nothing by itself.
 func (l *Live) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {

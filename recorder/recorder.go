@@ -276,7 +276,7 @@ func (r *Recorder) Input(m *machine.Machine, in machine.Input, live func() uint6
 }
 
 // NonDet serves the emulator's and MSR exits' non-deterministic values.
-func (r *Recorder) NonDet(m *machine.Machine, kind int) (uint64, error) {
+func (r *Recorder) NonDet(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
 	return r.trap.NonDet(m, kind)
 }
 
@@ -290,13 +290,13 @@ func (r *Recorder) Debug(m *machine.Machine, d cpu.DebugExit) error { return nil
 
 // Value executes a trapped instruction on the host and puts its value in
 // the ring, logging the ring when it fills (nondet.Values).
-func (r *Recorder) Value(m *machine.Machine, kind int) (uint64, error) {
+func (r *Recorder) Value(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
 	v, err := r.Live.value(kind)
 	if err != nil {
 		return 0, err
 	}
 	var aux uint32
-	if cpu.NonDet(kind) == cpu.RDTSCP {
+	if kind == cpu.RDTSCP {
 		aux = uint32(m.TSCAux())
 	}
 	if r.ring.Put(nondet.Entry{Kind: uint32(kind), Aux: aux, Value: v}) {

@@ -574,7 +574,9 @@ func (e *Engine) Input(m *machine.Machine, in machine.Input, live func() uint64)
 }
 
 // NonDet serves the emulator's and MSR exits' values from the ring.
-func (e *Engine) NonDet(m *machine.Machine, kind int) (uint64, error) { return e.trap.NonDet(m, kind) }
+func (e *Engine) NonDet(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
+	return e.trap.NonDet(m, kind)
+}
 
 // Port handles the trap and doorbell ports.
 func (e *Engine) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
@@ -654,16 +656,16 @@ func (e *Engine) refill() {
 }
 
 // Value takes a trapped instruction's value from the ring (nondet.Values).
-func (e *Engine) Value(m *machine.Machine, kind int) (uint64, error) {
+func (e *Engine) Value(m *machine.Machine, kind cpu.NonDet) (uint64, error) {
 	if e.ring.Head() >= e.ringFilled {
 		if e.ringErr != nil && !errors.Is(e.ringErr, io.EOF) {
 			return 0, &EndOfLogError{Err: e.ringErr}
 		}
-		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", cpu.NonDet(kind), m.Position())
+		return 0, e.diverge("the guest executed %s at %s, but the log holds no more values", kind, m.Position())
 	}
 	ent := e.ring.Take()
-	if int(ent.Kind) != kind {
-		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", cpu.NonDet(kind), m.Position(), cpu.NonDet(ent.Kind))
+	if ent.Kind != uint32(kind) {
+		return 0, e.diverge("the guest executed %s at %s, but the recording's next value is for %s", kind, m.Position(), cpu.NonDet(ent.Kind))
 	}
 	if e.ring.Head() >= machine.RingCapacity {
 		e.refill()

@@ -249,7 +249,7 @@ func (h *hooks) Idle(*machine.Machine) error      { return machine.ErrStop }
 func (h *hooks) Input(_ *machine.Machine, _ machine.Input, live func() uint64) (uint64, error) {
 	return live(), nil
 }
-func (h *hooks) NonDet(*machine.Machine, int) (uint64, error) { return 0, nil }
+func (h *hooks) NonDet(*machine.Machine, cpu.NonDet) (uint64, error) { return 0, nil }
 func (h *hooks) Port(m *machine.Machine, port uint16, out bool, data []byte) (bool, error) {
 	if h.port == nil {
 		return false, nil

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/position"
 )
 
@@ -169,9 +169,9 @@ func (h *insnHooks) Idle(m *machine.Machine) error {
 func (h *insnHooks) Input(m *machine.Machine, in machine.Input, live func() uint64) (uint64, error) {
 	return 0, nil
 }
-func (h *insnHooks) NonDet(m *machine.Machine, kind int) (uint64, error) { return 0x5eed, nil }
-func (h *insnHooks) Debug(m *machine.Machine, d cpu.DebugExit) error     { return nil }
-func (h *insnHooks) Now() time.Duration                                  { return 0 }
+func (h *insnHooks) NonDet(m *machine.Machine, kind cpu.NonDet) (uint64, error) { return 0x5eed, nil }
+func (h *insnHooks) Debug(m *machine.Machine, d cpu.DebugExit) error            { return nil }
+func (h *insnHooks) Now() time.Duration                                         { return 0 }
 
 func (h *insnHooks) Interrupted(m *machine.Machine) error {
 	if h.expired.Load() {

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-	"vmrr/machine/cpu"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 	"vmrr/machine/kvm"
 )
 
@@ -35,7 +35,7 @@ func (idleHooks) Idle(*machine.Machine) error      { return nil }
 func (idleHooks) Input(*machine.Machine, machine.Input, func() uint64) (uint64, error) {
 	return 0, nil
 }
-func (idleHooks) NonDet(*machine.Machine, int) (uint64, error) { return 0, nil }
+func (idleHooks) NonDet(*machine.Machine, cpu.NonDet) (uint64, error) { return 0, nil }
 func (idleHooks) Port(*machine.Machine, uint16, bool, []byte) (bool, error) {
 	return false, nil
 }

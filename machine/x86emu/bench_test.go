@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // BenchmarkStep measures one emulated instruction in Go (fetch, decode,
@@ -68,7 +70,7 @@ func BenchmarkStep(b *testing.B) {
 // benchEnv never runs out of non-deterministic values.
 type benchEnv struct{ *fakeEnv }
 
-func (benchEnv) NonDet(NonDetKind) (uint64, error) { return 0x1234, nil }
+func (benchEnv) NonDet(cpu.NonDet) (uint64, error) { return 0x1234, nil }
 
 func setDecodeCache(on bool) {
 	decodeCache.Lock()

@@ -3,9 +3,11 @@ package x86emu
 import (
 	"fmt"
 	"math/bits"
-	"vmrr/machine/cpu"
+	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // arithFlags are the six status flags.
@@ -16,7 +18,7 @@ const cr4TSD = 1 << 2
 
 // exec executes a decoded instruction on e.c.
 func (e *emu) exec(in *inst) error {
-	if in.g9 != g9None {
+	if in.g9 != 0 {
 		return e.execGroup9(in)
 	}
 	x := &in.x
@@ -142,10 +144,10 @@ func (e *emu) bitCount(in *inst) error {
 }
 
 // nonDet fetches a logged or recorded value; failing to get one ends the run.
-func (e *emu) nonDet(k NonDetKind) (uint64, error) {
+func (e *emu) nonDet(k cpu.NonDet) (uint64, error) {
 	v, err := e.env.NonDet(k)
 	if err != nil {
-		return 0, fmt.Errorf("x86emu: %v value: %w", k, err)
+		return 0, fmt.Errorf("x86emu: %s value: %w", strings.ToUpper(k.String()), err)
 	}
 	return v, nil
 }
@@ -155,9 +157,9 @@ func (e *emu) rdtsc(aux bool) error {
 	if e.c.Sregs.CR4&cr4TSD != 0 && e.cpl() > 0 {
 		return gpErr(0)
 	}
-	kind := NonDetRDTSC
+	kind := cpu.RDTSC
 	if aux {
-		kind = NonDetRDTSCP
+		kind = cpu.RDTSCP
 	}
 	v, err := e.nonDet(kind)
 	if err != nil {
@@ -178,15 +180,11 @@ func (e *emu) execGroup9(in *inst) error {
 	}
 	var v uint64
 	switch in.g9 {
-	case g9RDPID:
+	case cpu.RDPID:
 		v = e.c.TSCAux
-	case g9RDRAND, g9RDSEED:
-		kind := NonDetRDRAND
-		if in.g9 == g9RDSEED {
-			kind = NonDetRDSEED
-		}
+	case cpu.RDRAND, cpu.RDSEED:
 		var err error
-		if v, err = e.nonDet(kind); err != nil {
+		if v, err = e.nonDet(in.g9); err != nil {
 			return err
 		}
 		// The value is valid: CF=1, the other status flags cleared.

@@ -2,6 +2,7 @@ package x86emu
 
 import (
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 
@@ -155,7 +156,7 @@ func values(v ...uint64) func(*fakeEnv, *CPU) {
 }
 
 // asked checks which values Step asked for, and the result.
-func asked(n uint64, flags uint64, reg func(r *cpu.Regs) uint64, val uint64, kinds ...NonDetKind) func(*testing.T, *fakeEnv, *CPU, *CPU) {
+func asked(n uint64, flags uint64, reg func(r *cpu.Regs) uint64, val uint64, kinds ...cpu.NonDet) func(*testing.T, *fakeEnv, *CPU, *CPU) {
 	return func(t *testing.T, f *fakeEnv, before, after *CPU) {
 		t.Helper()
 		wantRegs(n, flags, reg, val)(t, f, before, after)
@@ -175,17 +176,17 @@ func TestNonDeterministic(t *testing.T) {
 	runCases(t, []stepCase{
 		{name: "rdtsc", mode: "prot32", code: []byte{0x0f, 0x31}, inst: "RDTSC", setup: values(v),
 			check: func(t *testing.T, f *fakeEnv, before, after *CPU) {
-				asked(2, allStatus, rax, 0x55667788, NonDetRDTSC)(t, f, before, after)
+				asked(2, allStatus, rax, 0x55667788, cpu.RDTSC)(t, f, before, after)
 				eq(t, "RDX", after.Regs.RDX, 0x11223344)
 			}},
 		{name: "rdtscp", mode: "long64", code: []byte{0x0f, 0x01, 0xf9}, inst: "RDTSCP", setup: values(v),
 			check: func(t *testing.T, f *fakeEnv, before, after *CPU) {
-				asked(3, allStatus, rax, 0x55667788, NonDetRDTSCP)(t, f, before, after)
+				asked(3, allStatus, rax, 0x55667788, cpu.RDTSCP)(t, f, before, after)
 				eq(t, "RDX", after.Regs.RDX, 0x11223344)
 				eq(t, "RCX", after.Regs.RCX, 0xa5)
 			}},
 		{name: "rdtscp at CPL3", mode: "prot32u", code: []byte{0x0f, 0x01, 0xf9}, setup: values(v),
-			check: asked(3, allStatus, rcx, 0xa5, NonDetRDTSCP)},
+			check: asked(3, allStatus, rcx, 0xa5, cpu.RDTSCP)},
 		{name: "rdtsc with CR4.TSD at CPL3 raises #GP(0)", mode: "prot32u", code: []byte{0x0f, 0x31},
 			setup: func(f *fakeEnv, c *CPU) { values(v)(f, c); c.Sregs.CR4 |= cr4TSD },
 			fault: gp(0),
@@ -196,30 +197,30 @@ func TestNonDeterministic(t *testing.T) {
 			}},
 		{name: "rdtsc with CR4.TSD at CPL0", mode: "prot32", code: []byte{0x0f, 0x31},
 			setup: func(f *fakeEnv, c *CPU) { values(v)(f, c); c.Sregs.CR4 |= cr4TSD },
-			check: asked(2, allStatus, rax, 0x55667788, NonDetRDTSC)},
+			check: asked(2, allStatus, rax, 0x55667788, cpu.RDTSC)},
 		{name: "rdrand r32", mode: "prot32", code: []byte{0x0f, 0xc7, 0xf0}, inst: "RDRAND EAX", setup: values(v),
-			check: asked(3, rdrandOK, rax, 0x55667788, NonDetRDRAND)},
+			check: asked(3, rdrandOK, rax, 0x55667788, cpu.RDRAND)},
 		{name: "rdrand r16", mode: "prot32", code: []byte{0x66, 0x0f, 0xc7, 0xf3}, inst: "RDRAND BX",
 			setup: func(f *fakeEnv, c *CPU) { values(v)(f, c); c.Regs.RBX = 0xaaaa_bbbb },
-			check: asked(4, rdrandOK, rbx, 0xaaaa_7788, NonDetRDRAND)},
+			check: asked(4, rdrandOK, rbx, 0xaaaa_7788, cpu.RDRAND)},
 		{name: "rdrand r16 by default", mode: "real", code: []byte{0x0f, 0xc7, 0xf1}, inst: "RDRAND CX", setup: values(v),
-			check: asked(3, rdrandOK, rcx, 0xffff_ffff_ffff_7788, NonDetRDRAND)},
+			check: asked(3, rdrandOK, rcx, 0xffff_ffff_ffff_7788, cpu.RDRAND)},
 		{name: "rdrand r32 with 66", mode: "real", code: []byte{0x66, 0x0f, 0xc7, 0xf1}, inst: "RDRAND ECX", setup: values(v),
-			check: asked(4, rdrandOK, rcx, 0x55667788, NonDetRDRAND)},
+			check: asked(4, rdrandOK, rcx, 0x55667788, cpu.RDRAND)},
 		{name: "rdrand r16 in protected16", mode: "prot16", code: []byte{0x0f, 0xc7, 0xf2}, inst: "RDRAND DX", setup: values(v),
-			check: asked(3, rdrandOK, rdx, 0xffff_ffff_ffff_7788, NonDetRDRAND)},
+			check: asked(3, rdrandOK, rdx, 0xffff_ffff_ffff_7788, cpu.RDRAND)},
 		{name: "rdrand r64", mode: "long64", code: []byte{0x48, 0x0f, 0xc7, 0xf0}, inst: "RDRAND RAX", setup: values(v),
-			check: asked(4, rdrandOK, rax, v, NonDetRDRAND)},
+			check: asked(4, rdrandOK, rax, v, cpu.RDRAND)},
 		{name: "rdrand r64 REX.B", mode: "long64", code: []byte{0x49, 0x0f, 0xc7, 0xf1}, inst: "RDRAND R9", setup: values(v),
-			check: asked(4, rdrandOK, r9, v, NonDetRDRAND)},
+			check: asked(4, rdrandOK, r9, v, cpu.RDRAND)},
 		{name: "rdrand r32 in compat", mode: "compat", code: []byte{0x0f, 0xc7, 0xf0}, inst: "RDRAND EAX", setup: values(v),
-			check: asked(3, rdrandOK, rax, 0x55667788, NonDetRDRAND)},
+			check: asked(3, rdrandOK, rax, 0x55667788, cpu.RDRAND)},
 		{name: "rex before 66 is dropped", mode: "long64", code: []byte{0x48, 0x66, 0x0f, 0xc7, 0xf0}, inst: "RDRAND AX", setup: values(v),
-			check: asked(5, rdrandOK, rax, 0xffff_ffff_ffff_7788, NonDetRDRAND)},
+			check: asked(5, rdrandOK, rax, 0xffff_ffff_ffff_7788, cpu.RDRAND)},
 		{name: "rdseed r32", mode: "prot32", code: []byte{0x0f, 0xc7, 0xfa}, inst: "RDSEED EDX", setup: values(v),
-			check: asked(3, rdrandOK, rdx, 0x55667788, NonDetRDSEED)},
+			check: asked(3, rdrandOK, rdx, 0x55667788, cpu.RDSEED)},
 		{name: "rdseed r64", mode: "long64", code: []byte{0x48, 0x0f, 0xc7, 0xff}, inst: "RDSEED RDI", setup: values(v),
-			check: asked(4, rdrandOK, rdi, v, NonDetRDSEED)},
+			check: asked(4, rdrandOK, rdi, v, cpu.RDSEED)},
 		{name: "rdpid r64", mode: "long64", code: []byte{0xf3, 0x0f, 0xc7, 0xf8}, inst: "RDPID RAX", setup: values(),
 			check: asked(4, allStatus, rax, 0xa5)},
 		{name: "rdpid r32", mode: "prot32", code: []byte{0xf3, 0x0f, 0xc7, 0xf9}, inst: "RDPID ECX", setup: values(),

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
 	"vmrr/machine/cpu"
 )
 
@@ -12,7 +13,7 @@ import (
 type fakeEnv struct {
 	ram    []byte
 	values []uint64     // NonDet hands these out in order
-	asked  []NonDetKind // kinds NonDet was asked for
+	asked  []cpu.NonDet // kinds NonDet was asked for
 	writes int          // WritePhys calls
 
 	ports   map[uint16]uint32 // what In returns per port (0 if absent)
@@ -59,7 +60,7 @@ func (f *fakeEnv) WritePhys(gpa uint64, b []byte) error {
 	return nil
 }
 
-func (f *fakeEnv) NonDet(kind NonDetKind) (uint64, error) {
+func (f *fakeEnv) NonDet(kind cpu.NonDet) (uint64, error) {
 	f.asked = append(f.asked, kind)
 	if len(f.values) == 0 {
 		return 0, errNoValue

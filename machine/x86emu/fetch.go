@@ -2,34 +2,23 @@ package x86emu
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
-
-// group9Op is an instruction of the 0f c7 group (register forms) that x86emu
-// decodes itself: x86asm does not know RDSEED, decodes RDPID as a bare REP
-// and gives RDRAND r64 no operand.
-type group9Op int
-
-const (
-	g9None group9Op = iota
-	g9RDRAND
-	g9RDSEED
-	g9RDPID
-)
-
-func (g group9Op) String() string {
-	return [...]string{"", "RDRAND", "RDSEED", "RDPID"}[g]
-}
 
 // decoded is an instruction as the decoder sees it: a function of the
-// mode and the bytes only.
+// mode and the bytes only. cpu.DecodeNonDet decodes RDRAND, RDSEED and
+// RDPID (the register forms of 0f c7 /6 and /7, which x86asm gets wrong);
+// x86asm decodes the rest.
 type decoded struct {
-	x     x86asm.Inst // zero when g9 != g9None
-	g9    group9Op
-	g9reg int // destination register number
-	g9bit int // destination width
+	x     x86asm.Inst // zero when g9 != 0
+	g9    cpu.NonDet  // RDRAND, RDSEED or RDPID, else 0
+	g9reg int         // destination register number
+	g9bit int         // destination width
 	text  string
 	len   int
 }
@@ -118,17 +107,17 @@ func (e *emu) fetchDecode(in *inst) error {
 // decodeBytes decodes the n fetched bytes; stop is why fetching stopped
 // short of 15 bytes, if it did.
 func decodeBytes(b []byte, bits int, stop error) (*decoded, error) {
-	switch g, reg, width, l, st := decodeGroup9(b, bits); st {
-	case g9Truncated:
+	switch nd, st := cpu.DecodeNonDet(b, bits); {
+	case st == cpu.Truncated:
 		if stop != nil {
 			return nil, stop
 		}
 		return nil, unsupportedBytes(b, "(truncated)", "")
-	case g9Bad:
-		return nil, unsupportedBytes(b[:l], disasmGroup9Bad(b[:l]), "unknown form of the 0f c7 group")
-	case g9OK:
-		return &decoded{g9: g, g9reg: reg, g9bit: width, len: l,
-			text: g.String() + " " + regName(reg, width)}, nil
+	case st == cpu.Invalid:
+		return nil, unsupportedBytes(b[:nd.Len], disasmGroup9Bad(b[:nd.Len]), "unknown form of the 0f c7 group")
+	case st == cpu.Decoded && nd.Kind != cpu.RDTSC && nd.Kind != cpu.RDTSCP:
+		return &decoded{g9: nd.Kind, g9reg: nd.Reg, g9bit: nd.OpSize, len: nd.Len,
+			text: strings.ToUpper(nd.Kind.String()) + " " + regName(nd.Reg, nd.OpSize)}, nil
 	}
 	x, err := x86asm.Decode(b, bits)
 	if err != nil || x.Op == 0 || x.Len == 0 || x.Len > len(b) {
@@ -227,89 +216,4 @@ func unsupportedBytes(b []byte, disasm, why string) error {
 
 func (e *emu) unsupported(in *inst, why string) error {
 	return unsupportedBytes(in.bytes[:in.len], in.text, why)
-}
-
-// Results of decodeGroup9.
-const (
-	g9NotOurs = iota
-	g9Truncated
-	g9Bad
-	g9OK
-)
-
-// decodeGroup9 recognises the register forms of 0f c7 /6 and /7: RDRAND,
-// RDSEED (no prefix or 66) and RDPID (f3). It returns the destination
-// register number and width and the instruction length.
-func decodeGroup9(b []byte, mode int) (op group9Op, reg, width, length, status int) {
-	var opsize, rep, repne bool
-	var rex byte
-	pos := 0
-prefixes:
-	for ; pos < len(b); pos++ {
-		c := b[pos]
-		switch {
-		case c == 0x66:
-			opsize = true
-		case c == 0xf3:
-			rep, repne = true, false
-		case c == 0xf2:
-			rep, repne = false, true
-		case c == 0x67, c == 0x26, c == 0x2e, c == 0x36, c == 0x3e, c == 0x64, c == 0x65, c == 0xf0:
-		case mode == 64 && c&0xf0 == 0x40:
-			rex = c
-			continue
-		default:
-			break prefixes
-		}
-		// A legacy prefix after REX cancels the REX.
-		rex = 0
-	}
-	rest := b[pos:]
-	switch {
-	case len(rest) == 0:
-		if len(b) < 15 {
-			return 0, 0, 0, 0, g9Truncated
-		}
-		return 0, 0, 0, 0, g9NotOurs
-	case rest[0] != 0x0f:
-		return 0, 0, 0, 0, g9NotOurs
-	case len(rest) == 1:
-		return 0, 0, 0, 0, g9Truncated
-	case rest[1] != 0xc7:
-		return 0, 0, 0, 0, g9NotOurs
-	case len(rest) == 2:
-		return 0, 0, 0, 0, g9Truncated
-	}
-	m := rest[2]
-	r := int(m>>3) & 7
-	if m>>6 != 3 || r < 6 {
-		return 0, 0, 0, 0, g9NotOurs
-	}
-	length = pos + 3
-	reg = int(m&7) | int(rex&1)<<3
-	switch {
-	case rex&8 != 0:
-		width = 64
-	case (mode == 16) != opsize:
-		width = 16
-	default:
-		width = 32
-	}
-	switch {
-	case r == 6 && !rep && !repne:
-		op = g9RDRAND
-	case r == 7 && !rep && !repne:
-		op = g9RDSEED
-	case r == 7 && rep:
-		op, width = g9RDPID, 32
-		if mode == 64 {
-			width = 64
-		}
-	default:
-		return 0, 0, 0, length, g9Bad
-	}
-	if length > 15 {
-		return 0, 0, 0, 15, g9Bad
-	}
-	return op, reg, width, length, g9OK
 }

@@ -3,7 +3,7 @@ package x86emu
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
+
 	"vmrr/machine/cpu"
 )
 
@@ -21,15 +21,6 @@ const (
 	vecGP = 13
 	vecPF = 14
 )
-
-func vectorName(v uint8) string {
-	names := [...]string{"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "vector 9",
-		"#TS", "#NP", "#SS", "#GP", "#PF", "vector 15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP"}
-	if int(v) < len(names) {
-		return names[v]
-	}
-	return fmt.Sprintf("vector %#x", v)
-}
 
 // exception is an x86 exception raised by the instruction or by delivering
 // an event. It travels up to Step as an error.
@@ -140,7 +131,7 @@ func (e *emu) deliver(ev event, ret uint64) error {
 	case e.long():
 		return e.deliverLong(ev, ret)
 	case e.mode == modeVM86:
-		return &UnsupportedError{Disasm: "delivery of " + vectorName(ev.vector), Why: "interrupt in virtual-8086 mode"}
+		return &UnsupportedError{Disasm: "delivery of " + cpu.ExceptionName(ev.vector), Why: "interrupt in virtual-8086 mode"}
 	}
 	return e.deliverProt(ev, ret)
 }
@@ -224,7 +215,7 @@ func (e *emu) readGate(ev *event, size uint64) (gate, error) {
 		if ev.soft && g.dpl < e.cpl() {
 			return g, gpErr(idtCode)
 		}
-		return g, &UnsupportedError{Disasm: "delivery of " + vectorName(ev.vector), Why: "task gate in the IDT"}
+		return g, &UnsupportedError{Disasm: "delivery of " + cpu.ExceptionName(ev.vector), Why: "task gate in the IDT"}
 	case size == 8 && g.typ != 0x6 && g.typ != 0x7 && g.typ != 0xe && g.typ != 0xf,
 		size == 16 && g.typ != 0xe && g.typ != 0xf,
 		ev.soft && g.dpl < e.cpl():

@@ -39,7 +39,7 @@ func (e *emu) rdmsr(in *inst) error {
 		v = c.TSCAux
 	case msrTSC:
 		var err error
-		if v, err = e.nonDet(NonDetRDTSC); err != nil {
+		if v, err = e.nonDet(cpu.RDTSC); err != nil {
 			return err
 		}
 	default:

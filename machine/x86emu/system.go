@@ -3,9 +3,10 @@ package x86emu
 import (
 	"encoding/binary"
 	"errors"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // execSystem executes the system and I/O instructions: flags and
@@ -392,7 +393,7 @@ func Interrupt(c *CPU, env Env, vector uint8) error {
 }
 
 // group9Feature is the CPUID feature of each 0f c7 register-form instruction.
-var group9Feature = [...]feat{g9RDRAND: featRDRAND, g9RDSEED: featRDSEED, g9RDPID: featRDPID}
+var group9Feature = [...]feat{cpu.RDRAND: featRDRAND, cpu.RDSEED: featRDSEED, cpu.RDPID: featRDPID}
 
 // featureGate handles POPCNT, LZCNT, TZCNT and CMPXCHG16B when their CPUID
 // feature decides what they do: #UD without POPCNT or CMPXCHG16B; without

@@ -3,6 +3,7 @@ package x86emu
 import (
 	"errors"
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 
@@ -344,7 +345,7 @@ func TestMSR(t *testing.T) {
 		{name: "rdmsr TSC_AUX", mode: "prot32", code: rdmsr,
 			setup: both(msrArgs(msrTSCAux, 0), set(func(c *CPU) { c.TSCAux = 7 })), check: edxeax(7)},
 		{name: "rdmsr TSC", mode: "real", code: rdmsr, setup: both(values(0x1_0000_0002), msrArgs(msrTSC, 0)),
-			check: checks(edxeax(0x1_0000_0002), func(t *testing.T, f *fakeEnv, _, _ *CPU) { eq(t, "asked", f.asked[0], NonDetRDTSC) })},
+			check: checks(edxeax(0x1_0000_0002), func(t *testing.T, f *fakeEnv, _, _ *CPU) { eq(t, "asked", f.asked[0], cpu.RDTSC) })},
 		{name: "rdmsr TSC without a value", mode: "real", code: rdmsr, setup: msrArgs(msrTSC, 0), err: "no value left"},
 		{name: "rdmsr from the environment", mode: "prot32", code: rdmsr, setup: both(envMSR, msrArgs(0x1b, 0)),
 			check: edxeax(0xfee00900)},

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
 	"vmrr/machine/cpu"
 )
 
@@ -89,37 +90,6 @@ const (
 	FlushAll                           // a change of CR0.PG/WP, CR4.PGE/PAE/PSE, EFER: everything
 )
 
-// NonDetKind names the non-deterministic instruction a value is for. The
-// numbering is the ring's (machine.RingKindRDTSC and following), so the
-// machine can pass it through unchanged.
-type NonDetKind int
-
-// Non-deterministic value kinds.
-const (
-	NonDetRDTSC  NonDetKind = 1
-	NonDetRDTSCP NonDetKind = 2
-	NonDetRDRAND NonDetKind = 3
-	NonDetRDSEED NonDetKind = 4
-	NonDetRDPID  NonDetKind = 5
-)
-
-// String names the instruction.
-func (k NonDetKind) String() string {
-	switch k {
-	case NonDetRDTSC:
-		return "RDTSC"
-	case NonDetRDTSCP:
-		return "RDTSCP"
-	case NonDetRDRAND:
-		return "RDRAND"
-	case NonDetRDSEED:
-		return "RDSEED"
-	case NonDetRDPID:
-		return "RDPID"
-	}
-	return fmt.Sprintf("NonDetKind(%d)", int(k))
-}
-
 // Env is guest memory and the source of non-deterministic values.
 type Env interface {
 	// ReadPhys reads guest physical memory; it fails outside RAM.
@@ -132,7 +102,7 @@ type Env interface {
 	// NonDet supplies a non-deterministic value: the recorder executes the
 	// instruction on the host and logs the value, the replayer reads it from
 	// the log. RDTSCP's aux comes from CPU.TSCAux, not from here.
-	NonDet(kind NonDetKind) (uint64, error)
+	NonDet(kind cpu.NonDet) (uint64, error)
 	// In reads size (1, 2 or 4) bytes from an I/O port; Out writes them.
 	// An error aborts the instruction with the CPU unchanged: the soft CPU
 	// uses that to leave the interpreter for the machine's device models
@@ -175,7 +145,7 @@ type Fault struct {
 
 // String formats the fault like "#GP(0x402)".
 func (f *Fault) String() string {
-	name := vectorName(f.Vector)
+	name := cpu.ExceptionName(f.Vector)
 	if f.HasErrorCode {
 		return fmt.Sprintf("%s(%#x)", name, f.ErrorCode)
 	}
