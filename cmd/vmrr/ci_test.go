@@ -42,9 +42,6 @@ func newCITool(t *testing.T) *ciTool {
 // failure to start it at all is fatal.
 func (c *ciTool) run(args ...string) ciRun {
 	c.t.Helper()
-	if len(args) > 0 {
-		needRecord(c.t, args[0])
-	}
 	cmd := exec.Command(c.bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -70,6 +67,7 @@ func oneLine(t *testing.T, what, s string, re *regexp.Regexp) {
 }
 
 func TestRecordKeep(t *testing.T) {
+	needRecord(t, "record")
 	c := newCITool(t)
 	dir := t.TempDir()
 	hello := filepath.Join(guestDir, "hello.elf")
@@ -161,6 +159,7 @@ func headerBytes(t *testing.T, h *logfmt.Header) int {
 }
 
 func TestReplayCheck(t *testing.T) {
+	needRecord(t, "record")
 	c := newCITool(t)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.vmrr")
@@ -276,6 +275,7 @@ func recordUntilFailure(t *testing.T, c *ciTool, image, dir string, max int) (st
 // every replay. Later steps (a debugger attached at the crash) extend it
 // with more subtests on the same log.
 func TestFlakyReproduced(t *testing.T) {
+	needRecord(t, "record")
 	c := newCITool(t)
 	dir := t.TempDir()
 	// A private copy of the image, removed after recording, proves the log
@@ -338,6 +338,7 @@ func TestFlakyReproduced(t *testing.T) {
 // unavailable so that only the vmrr row (on the tests' CPU) and the skip
 // note are printed.
 func TestBenchQEMUTable(t *testing.T) {
+	needRecord(t, "record")
 	c := newCITool(t)
 	r := c.run("bench", "qemu", "--runs=1", "--qemu=/nonexistent/qemu", "--accel="+e2eAccel(), "--guests="+guestDir, "hello-multiboot")
 	if r.status != 0 {
