@@ -383,6 +383,7 @@ func TestGDBCrash(t *testing.T) {
 // kept log stops at the failure, and reverse-continue with a watchpoint on
 // the lost pointer finds the timer interrupt that cleared it.
 func TestGDBFlaky(t *testing.T) {
+	needRecord(t, "record")
 	c := &ciTool{t: t, bin: e2eBin(t)}
 	dir := t.TempDir()
 	src, err := os.ReadFile(guestPath("flaky64"))
