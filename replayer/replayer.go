@@ -42,8 +42,9 @@ func (d *Divergence) Error() string {
 	return fmt.Sprintf("replay diverged at event %d (position %s): %s", d.Event, d.Pos, d.Message)
 }
 
-// Engine replays a log on a machine: it is the machine.Hooks of a replay.
-// Session builds debugging on top of it.
+// Engine replays a log on a machine: it is the machine.Hooks of a replay,
+// and it alone reads the log. Timeline builds debugging on top of it
+// through the replay interface (timeline.go).
 type Engine struct {
 	m      *machine.Machine
 	hdr    *logfmt.Header
@@ -62,7 +63,8 @@ type Engine struct {
 
 	stepping bool // stepping over an armed breakpoint that was not the landing
 
-	// stop, when set, is asked at every BeforeRun whether to stop (Session).
+	// stop, when set, is asked at every BeforeRun whether to stop
+	// (control.stop).
 	stop func() bool
 	// atUserBP is set at a debugger breakpoint hit.
 	atUserBP bool
@@ -71,7 +73,8 @@ type Engine struct {
 	progress   time.Time
 	// singleStep is set while the debugger needs every instruction.
 	singleStep bool
-	// userBPs are debugger breakpoints armed beside the landing breakpoint.
+	// userBPs are debugger breakpoints armed beside the landing breakpoint
+	// (control.bps).
 	userBPs []uint64
 	// missed says why the last landing check at the next event's position
 	// failed, for the message when the replay passes it.
@@ -212,6 +215,91 @@ func (e *Engine) Image() []byte { return e.image }
 
 // Patches is the patch table in use.
 func (e *Engine) Patches() nondet.Patches { return e.trap.Patches }
+
+// LogPath is the log being replayed.
+func (e *Engine) LogPath() string { return e.logPath }
+
+// engineState is the Engine's part of a snapshot: the log cursors and
+// what it learnt from the log so far.
+type engineState struct {
+	index       uint64 // index of next
+	next        *logfmt.Event
+	endErr      error
+	readerIndex uint64 // where the main cursor reads next
+	ringIndex   uint64
+	ringFilled  uint64
+	ringErr     error
+	pages       []uint32 // page hashes at the last matching checkpoint
+}
+
+// saveState and restoreState are the Engine's part of taking and
+// restoring a snapshot.
+func (e *Engine) saveState() engineState {
+	return engineState{index: e.index, next: e.next, endErr: e.endErr, readerIndex: e.events.Index(),
+		ringIndex: e.ringIndex, ringFilled: e.ringFilled, ringErr: e.ringErr, pages: e.pages}
+}
+
+func (e *Engine) restoreState(s *engineState) error {
+	if err := e.events.SeekEvent(s.readerIndex); err != nil {
+		return err
+	}
+	if err := e.rings.SeekEvent(s.ringIndex); err != nil {
+		return err
+	}
+	e.index, e.next, e.endErr = s.index, s.next, s.endErr
+	e.ringIndex, e.ringFilled, e.ringErr = s.ringIndex, s.ringFilled, s.ringErr
+	e.pages = s.pages
+	// A step over a breakpoint belongs to the position left behind.
+	e.stepping, e.atUserBP = false, false
+	return nil
+}
+
+// control is how a debugger runs the replay (runControlled).
+type control struct {
+	step bool     // single-step every instruction
+	bps  []uint64 // execution breakpoints, armed beside the replay's own
+	// stop is asked before every entry into the guest; true ends the run
+	// with machine.ReasonStopped. It may call setSingleStep.
+	stop func() bool
+	// kick, if not 0, kicks the vCPU this often, so that stop is asked
+	// even while the guest makes no exits.
+	kick time.Duration
+}
+
+// runControlled runs the replay forwards under a debugger's control until
+// c.stop says stop or the replay ends. A breakpoint at the starting RIP is
+// stepped over (resuming there would hit it at once).
+func (e *Engine) runControlled(c control) (machine.Result, error) {
+	m := e.m
+	// A run interrupted half-way through stepping over a breakpoint left
+	// the engine waiting for a step that will not come: start afresh (a
+	// breakpoint at this very address is stepped over again on its hit).
+	e.stepping, e.atUserBP = false, false
+	if c.kick > 0 {
+		defer e.kickEvery(c.kick)()
+	}
+	e.setSingleStep(c.step)
+	e.userBPs, e.stop = c.bps, c.stop
+	defer func() {
+		e.userBPs, e.stop = nil, nil
+		e.setSingleStep(false)
+	}()
+	regs, _ := m.Regs()
+	for _, a := range c.bps {
+		if a == regs.RIP {
+			e.stepOver(m)
+			break
+		}
+	}
+	return m.Run()
+}
+
+// setSingleStep turns the debugger's single-stepping on or off (exact mode
+// single-steps regardless).
+func (e *Engine) setSingleStep(on bool) {
+	e.singleStep = on
+	e.m.SetSingleStep(on || e.trap.Mode == nondet.ModeExact)
+}
 
 // advance reads the next event of the main cursor, skipping ring flushes
 // (the ring cursor reads those).

@@ -1,6 +1,15 @@
 // Package replayer drives a machine from a recording: it feeds logged inputs,
 // places asynchronous events, checks for divergence, keeps snapshots and
 // moves through the recording in both directions.
+//
+// Two parts share the package. Engine is the replay: the machine's hooks,
+// the only reader of the log. Timeline is the debugger's history (the
+// Session): snapshots, breakpoints, motions in both directions. Their
+// boundary in one sentence: Timeline uses Engine only through the replay
+// interface (timeline.go) - the machine, one run under the debugger's
+// control (breakpoints, single-stepping, a stop check), the Engine's part
+// of a snapshot (save, restore) and what the log says (next event, header,
+// image, patches, path) - and never touches Engine's fields.
 package replayer
 
 import (

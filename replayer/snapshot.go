@@ -3,7 +3,6 @@ package replayer
 import (
 	"bytes"
 
-	"vmrr/logfmt"
 	"vmrr/machine"
 	"vmrr/position"
 )
@@ -18,42 +17,12 @@ type snapshot struct {
 	cpu     machine.CPUState
 	dev     machine.DeviceState
 	eng     engineState
+	event   int // index of the next event
 	console int
 	// pages holds the content, at this snapshot, of every page that
 	// differs from the previous snapshot (all pages for the first one).
 	pages map[uint64][]byte
 	bytes uint64
-}
-
-// engineState is the part of the Engine a snapshot restores.
-type engineState struct {
-	index       uint64 // index of next
-	next        *logfmt.Event
-	endErr      error
-	readerIndex uint64 // where the main cursor reads next
-	ringIndex   uint64
-	ringFilled  uint64
-	ringErr     error
-	pages       []uint32 // page hashes at the last matching checkpoint
-}
-
-func (e *Engine) saveState() engineState {
-	return engineState{index: e.index, next: e.next, endErr: e.endErr, readerIndex: e.events.Index(),
-		ringIndex: e.ringIndex, ringFilled: e.ringFilled, ringErr: e.ringErr, pages: e.pages}
-}
-
-func (e *Engine) restoreState(s *engineState) error {
-	if err := e.events.SeekEvent(s.readerIndex); err != nil {
-		return err
-	}
-	if err := e.rings.SeekEvent(s.ringIndex); err != nil {
-		return err
-	}
-	e.index, e.next, e.endErr = s.index, s.next, s.endErr
-	e.ringIndex, e.ringFilled, e.ringErr = s.ringIndex, s.ringFilled, s.ringErr
-	e.pages = s.pages
-	e.stepping, e.atUserBP = false, false
-	return nil
 }
 
 // snapshots is an ordered list of snapshots with copy-on-write memory: each
@@ -69,13 +38,14 @@ type snapshots struct {
 }
 
 // take appends a snapshot of the current state.
-func (ss *snapshots) take(e *Engine, console int) (*snapshot, error) {
-	m := e.m
+func (ss *snapshots) take(e replay, console int) (*snapshot, error) {
+	m := e.Machine()
 	cpu, err := m.SaveCPU()
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot{pos: m.Position(), cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), console: console, pages: map[uint64][]byte{}}
+	_, event := e.Next()
+	s := &snapshot{pos: m.Position(), cpu: cpu, dev: m.SaveDevices(), eng: e.saveState(), event: int(event), console: console, pages: map[uint64][]byte{}}
 	ram := m.Memory().Bytes()
 	dirty, tracked := m.DirtyPages()
 	switch {
@@ -127,8 +97,8 @@ func (ss *snapshots) before(p position.Pos) int {
 
 // restore brings the machine back to snapshot i and drops the snapshots
 // after it (going forwards again takes new ones).
-func (ss *snapshots) restore(e *Engine, i int) (*snapshot, error) {
-	m := e.m
+func (ss *snapshots) restore(e replay, i int) (*snapshot, error) {
+	m := e.Machine()
 	s := ss.list[i]
 	ram := m.Memory().Bytes()
 	// Pages that may differ from snapshot i: those changed by later

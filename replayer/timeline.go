@@ -27,11 +27,12 @@ const DefaultSnapshotMemory = 256 << 20
 const DefaultSnapshotEvery = 20000
 
 // Timeline is a recording under a debugger's control: the Session that the
-// gdbstub and the shell use. It replays forwards like the Engine, keeps
+// gdbstub and the shell use. It replays forwards with the Engine, keeps
 // snapshots as it goes, and moves backwards by restoring the snapshot
 // before the target and re-executing up to it.
 type Timeline struct {
-	e       *Engine
+	e       replay
+	m       *machine.Machine // e.Machine()
 	snaps   snapshots
 	console consoleBuf
 	every   uint64
@@ -49,6 +50,32 @@ type Timeline struct {
 	eventCount int
 	eventLog   *logfmt.Reader
 }
+
+// replay is all a Timeline uses of the Engine: the machine (to read the
+// guest, and to snapshot and restore its CPU, devices and memory), a run
+// under the debugger's control, the Engine's own part of a snapshot, and
+// the log. The Engine's fields are its own: a Timeline reaches them only
+// through these methods.
+type replay interface {
+	Machine() *machine.Machine
+	// runControlled runs forwards with the debugger's breakpoints,
+	// single-stepping and stop check; setSingleStep changes the
+	// single-stepping during the run.
+	runControlled(c control) (machine.Result, error)
+	setSingleStep(on bool)
+	// saveState and restoreState are the Engine's part of a snapshot.
+	saveState() engineState
+	restoreState(s *engineState) error
+	// Next is the next event to apply and its index.
+	Next() (*logfmt.Event, uint64)
+	Header() *logfmt.Header
+	Image() []byte
+	Patches() nondet.Patches
+	LogPath() string
+	Close() error
+}
+
+var _ replay = (*Engine)(nil)
 
 // point is a position and the RIP there.
 type point struct {
@@ -83,8 +110,8 @@ func OpenTimeline(opt TimelineOptions) (*Timeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.e = e
-	if !e.m.HasInsnCounter() {
+	t.e, t.m = e, e.Machine()
+	if !t.m.HasInsnCounter() {
 		e.Close()
 		return nil, errors.New("replayer: reverse execution needs an exact instruction counter (KVM's insn_emulation statistic), which this host does not have")
 	}
@@ -92,10 +119,10 @@ func OpenTimeline(opt TimelineOptions) (*Timeline, error) {
 		e.Close()
 		return nil, err
 	}
-	t.imagePath = e.hdr.ImagePath
-	if opt.Image == nil && len(e.hdr.Image) > 0 || !fileExists(t.imagePath) {
+	t.imagePath = e.Header().ImagePath
+	if opt.Image == nil && len(e.Header().Image) > 0 || !fileExists(t.imagePath) {
 		if f, err := os.CreateTemp("", "vmrr-image-*.elf"); err == nil {
-			_, werr := f.Write(e.image)
+			_, werr := f.Write(e.Image())
 			if cerr := f.Close(); werr == nil && cerr == nil {
 				t.imagePath, t.tempImage = f.Name(), f.Name()
 			} else {
@@ -122,12 +149,9 @@ func (t *Timeline) Close() error {
 	return t.e.Close()
 }
 
-// Engine is the replay engine underneath.
-func (t *Timeline) Engine() *Engine { return t.e }
-
 func (t *Timeline) here() point {
-	regs, _ := t.e.m.Regs()
-	return point{t.e.m.Position(), regs.RIP}
+	regs, _ := t.m.Regs()
+	return point{t.m.Position(), regs.RIP}
 }
 
 // Position is where the replay stands.
@@ -136,7 +160,7 @@ func (t *Timeline) Position() position.Pos { return t.here().pos }
 // Registers reads the vCPU state.
 func (t *Timeline) Registers() (Registers, error) {
 	var r Registers
-	cpu, err := t.e.m.SaveCPU()
+	cpu, err := t.m.SaveCPU()
 	if err != nil {
 		return r, err
 	}
@@ -151,16 +175,16 @@ func (t *Timeline) Registers() (Registers, error) {
 
 // ReadVirtual reads guest memory through the guest's page tables.
 func (t *Timeline) ReadVirtual(addr uint64, b []byte) (int, error) {
-	s, err := t.e.m.Sregs()
+	s, err := t.m.Sregs()
 	if err != nil {
 		return 0, err
 	}
-	return t.e.m.ReadVirtual(&s, addr, b)
+	return t.m.ReadVirtual(&s, addr, b)
 }
 
 // ReadPhysical reads guest physical memory.
 func (t *Timeline) ReadPhysical(addr uint64, b []byte) (int, error) {
-	mem := t.e.m.Memory()
+	mem := t.m.Memory()
 	if addr >= mem.Size() {
 		return 0, fmt.Errorf("physical address %#x is outside RAM", addr)
 	}
@@ -174,11 +198,11 @@ func (t *Timeline) ReadPhysical(addr uint64, b []byte) (int, error) {
 
 // Translate maps a virtual address through the guest's page tables.
 func (t *Timeline) Translate(addr uint64) (uint64, error) {
-	s, err := t.e.m.Sregs()
+	s, err := t.m.Sregs()
 	if err != nil {
 		return 0, err
 	}
-	return t.e.m.Translate(&s, addr)
+	return t.m.Translate(&s, addr)
 }
 
 // Interrupt stops a running motion soon. A motion is running from its
@@ -187,7 +211,7 @@ func (t *Timeline) Translate(addr uint64) (uint64, error) {
 func (t *Timeline) Interrupt() {
 	if t.running.Load() {
 		t.intr.Store(true)
-		t.e.m.Kick()
+		t.m.Kick()
 	}
 }
 
@@ -208,7 +232,7 @@ func (t *Timeline) AddBreakpoint(kind BreakKind, addr, length uint64) (int, erro
 			return 0, fmt.Errorf("watchpoint at %#x: %w", addr, err)
 		}
 	case WatchRead, WatchAccess:
-		if !t.e.m.HasDataWatchpoints() {
+		if !t.m.HasDataWatchpoints() {
 			return 0, errors.New("read and access watchpoints need the soft CPU (--accel soft): KVM's data breakpoints are not used, and vmrr watches writes there by comparing memory")
 		}
 		if length == 0 || length > 64 {
@@ -270,8 +294,8 @@ func (t *Timeline) watchState(ws []Breakpoint) [][]byte {
 		vals[i] = make([]byte, w.Len)
 		t.ReadVirtual(w.Addr, vals[i])
 	}
-	t.e.m.SetDataWatchpoints(data)
-	t.e.m.DataWatchHits()
+	t.m.SetDataWatchpoints(data)
+	t.m.DataWatchHits()
 	return vals
 }
 
@@ -290,7 +314,7 @@ func (t *Timeline) writeState(ws []Breakpoint) [][]byte {
 // accessHit reports the first read or access watchpoint among ws that the
 // instructions since the last call touched.
 func (t *Timeline) accessHit(ws []Breakpoint) (Breakpoint, bool) {
-	hits := t.e.m.DataWatchHits()
+	hits := t.m.DataWatchHits()
 	bit := 0
 	for _, w := range ws {
 		if w.Kind == WatchWrite {
@@ -335,37 +359,22 @@ type runResult struct {
 
 // run runs forwards. The check is not asked at the starting point.
 func (t *Timeline) run(o runOpts) (runResult, error) {
-	e, m := t.e, t.e.m
 	if t.end != nil && t.here().pos == t.end.Pos {
 		return runResult{end: t.end}, nil
 	}
 	start := t.here()
 	first := true
 	var res runResult
-	// A motion interrupted half-way through stepping over a breakpoint
-	// left the engine waiting for a step that will not come: start afresh
-	// (a breakpoint at this very address is stepped over again on its hit).
-	e.stepping, e.atUserBP = false, false
 	racing := o.far != nil
+	c := control{step: o.step && !racing, bps: o.bps}
 	if racing {
 		// Kicks bring the run back to the stop check often enough to
 		// switch to stepping before it reaches the target.
-		defer e.kickEvery(time.Millisecond)()
+		c.kick = time.Millisecond
 	}
 	const margin = 50000
-	setStep := func(on bool) {
-		e.singleStep = on
-		m.SetSingleStep(on || e.trap.Mode == nondet.ModeExact)
-	}
-	setStep(o.step && !racing)
-	e.userBPs = o.bps
-	defer func() {
-		e.stop = nil
-		e.userBPs = nil
-		setStep(false)
-	}()
 	lastExit := start.pos.Exit
-	e.stop = func() bool {
+	c.stop = func() bool {
 		p := t.here()
 		if p.pos.Exit != lastExit {
 			lastExit = p.pos.Exit
@@ -375,12 +384,12 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		}
 		if racing && (o.far.Exit < p.pos.Exit || o.far.Exit == p.pos.Exit && o.far.Insn <= p.pos.Insn+margin) {
 			racing = false
-			setStep(o.step)
+			t.e.setSingleStep(o.step)
 		}
 		last := t.snaps.list[len(t.snaps.list)-1]
 		due := p.pos.Insn >= last.pos.Insn+t.every || o.snapInsn != 0 && p.pos.Insn >= o.snapInsn
 		if due && last.pos.Less(p.pos) {
-			t.snaps.take(e, len(t.console.b))
+			t.snaps.take(t.e, len(t.console.b))
 			o.snapInsn = 0
 		}
 		if t.intr.Load() {
@@ -398,14 +407,7 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		}
 		return false
 	}
-	// Resuming at an armed breakpoint would hit it at once.
-	for _, a := range o.bps {
-		if a == start.rip {
-			e.stepOver(m)
-			break
-		}
-	}
-	r, err := m.Run()
+	r, err := t.e.runControlled(c)
 	var div *Divergence
 	var eol *EndOfLogError
 	p := t.here()
@@ -436,7 +438,7 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 // resuming from there with a single-step would skip the handler's first
 // instruction. So no motion stops, checks or snapshots there.
 func (t *Timeline) injecting() bool {
-	ev, err := t.e.m.Events()
+	ev, err := t.m.Events()
 	return err == nil && ev.I.Inject != 0
 }
 
@@ -462,7 +464,7 @@ func (t *Timeline) motion(f func() (Stop, error)) (Stop, error) {
 	defer func() {
 		t.running.Store(false)
 		t.intr.Store(false)
-		t.e.m.SetDataWatchpoints(nil)
+		t.m.SetDataWatchpoints(nil)
 	}()
 	return f()
 }
@@ -872,7 +874,7 @@ func (t *Timeline) gotoEnd() (Stop, error) {
 // eventReader opens a second cursor over the log for listing events.
 func (t *Timeline) eventReader() (*logfmt.Reader, error) {
 	if t.eventLog == nil {
-		r, err := logfmt.Open(t.e.logPath)
+		r, err := logfmt.Open(t.e.LogPath())
 		if err != nil {
 			return nil, err
 		}
@@ -957,10 +959,11 @@ func eventText(ev *logfmt.Event) string {
 
 // NextEvent is the index of the next event to apply.
 func (t *Timeline) NextEvent() int {
-	if t.e.next == nil {
+	next, index := t.e.Next()
+	if next == nil {
 		return t.EventCount()
 	}
-	return int(t.e.index)
+	return int(index)
 }
 
 // GotoEvent moves to where event k is applied.
@@ -986,7 +989,7 @@ func (t *Timeline) Console() []byte { return append([]byte(nil), t.console.b...)
 func (t *Timeline) Snapshots() []SnapshotInfo {
 	out := make([]SnapshotInfo, len(t.snaps.list))
 	for i, s := range t.snaps.list {
-		out[i] = SnapshotInfo{Pos: s.pos, Event: int(s.eng.index), Bytes: s.bytes}
+		out[i] = SnapshotInfo{Pos: s.pos, Event: s.event, Bytes: s.bytes}
 	}
 	return out
 }
