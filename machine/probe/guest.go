@@ -5,9 +5,9 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
-	"vmrr/machine/cpu"
 
 	"vmrr/machine"
+	"vmrr/machine/cpu"
 )
 
 // Mode is a CPU mode (and privilege level) a probe guest runs its code in.

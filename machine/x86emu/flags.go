@@ -2,6 +2,7 @@ package x86emu
 
 import (
 	"math/bits"
+
 	"vmrr/machine/cpu"
 )
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 

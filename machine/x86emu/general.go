@@ -2,9 +2,10 @@ package x86emu
 
 import (
 	"math/bits"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // execGeneral executes the general-purpose integer instructions: data

@@ -2,6 +2,7 @@ package x86emu
 
 import (
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 

@@ -3,9 +3,10 @@ package x86emu
 import (
 	"encoding/binary"
 	"fmt"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // emu is one Step's working state. c is a copy of the caller's vCPU, so an

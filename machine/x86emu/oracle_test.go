@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 

@@ -2,6 +2,7 @@ package x86emu
 
 import (
 	"encoding/binary"
+
 	"vmrr/machine/cpu"
 )
 

@@ -2,9 +2,10 @@ package x86emu
 
 import (
 	"encoding/binary"
-	"vmrr/machine/cpu"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"vmrr/machine/cpu"
 )
 
 // loadSeg loads data or stack segment register r with sel (SDM MOV,

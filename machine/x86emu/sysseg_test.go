@@ -3,6 +3,7 @@ package x86emu
 import (
 	"errors"
 	"testing"
+
 	"vmrr/machine/cpu"
 )
 
