@@ -2,6 +2,7 @@ package machine
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 
@@ -9,10 +10,10 @@ import (
 	"vmrr/machine/x86emu"
 )
 
-// softBackend is vmrr's software CPU: machine/x86emu interprets the guest
-// one instruction at a time. It is deterministic by construction: the
-// instruction count is exact, so every event is placed at its count, and
-// it runs wherever Go runs.
+// softBackend is vmrr's software CPU: machine/x86emu interprets the guest,
+// pre-decoded blocks on its fast path and Step for everything else. It is
+// deterministic by construction: the instruction count is exact, so every
+// event is placed at its count, and it runs wherever Go runs.
 type softBackend struct {
 	m      *Machine
 	c      x86emu.CPU
@@ -144,7 +145,7 @@ func (s *softBackend) GetMSRs(entries []cpu.MSREntry) error {
 		e := &entries[i]
 		v, ok, err := softEnv{s}.ReadMSR(e.Index)
 		if err != nil || !ok {
-			return errors.New("machine: soft CPU: no MSR " + hex32(e.Index))
+			return fmt.Errorf("machine: soft CPU: no MSR %#x", e.Index)
 		}
 		e.Data = v
 	}
@@ -154,20 +155,10 @@ func (s *softBackend) GetMSRs(entries []cpu.MSREntry) error {
 func (s *softBackend) SetMSRs(entries []cpu.MSREntry) error {
 	for _, e := range entries {
 		if ok, err := (softEnv{s}).WriteMSR(e.Index, e.Data); err != nil || !ok {
-			return errors.New("machine: soft CPU: no MSR " + hex32(e.Index))
+			return fmt.Errorf("machine: soft CPU: no MSR %#x", e.Index)
 		}
 	}
 	return nil
-}
-
-func hex32(v uint32) string {
-	const digits = "0123456789abcdef"
-	b := []byte("0x00000000")
-	for i := 9; i >= 2; i-- {
-		b[i] = digits[v&15]
-		v >>= 4
-	}
-	return string(b)
 }
 
 func (s *softBackend) interrupt(vector uint8) error {

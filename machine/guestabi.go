@@ -1,6 +1,8 @@
-// Package machine is vmrr's deterministic virtual machine: a KVM VM with one
-// vCPU, guest RAM, image loaders, userspace device models and the one exit
-// loop that record and replay plug into. It knows nothing of logs.
+// Package machine is vmrr's deterministic virtual machine: one vCPU, guest
+// RAM, image loaders, userspace device models and the one exit loop that
+// record and replay plug into, over a CPU backend: KVM (backend_kvm.go) or
+// the soft CPU (backend_soft.go, the interpreter in machine/x86emu). It
+// knows nothing of logs.
 package machine
 
 // Guest-visible constants of the vmrr machine, named once. docs/guest-abi.md

@@ -94,8 +94,8 @@ type Reason int
 // its own kind, with its own process status (see ExitStatus).
 const (
 	ReasonExited      Reason = iota + 1 // the guest wrote the debug-exit port
-	ReasonTripleFault                   // KVM_EXIT_SHUTDOWN
-	ReasonInternal                      // KVM could not run the guest and vmrr could not help
+	ReasonTripleFault                   // a triple fault (KVM_EXIT_SHUTDOWN)
+	ReasonInternal                      // the CPU could not run the guest and vmrr could not help
 	ReasonHung                          // halted with interrupts disabled: nothing can wake it
 	ReasonTimeout                       // the run's time limit passed
 	ReasonStopped                       // a hook asked to stop (debugger)
@@ -448,7 +448,7 @@ func (m *Machine) End(r Reason, detail string) {
 }
 
 // step is one trip through the exit loop: hooks, interrupt injection,
-// KVM_RUN, and dispatch of the exit.
+// running the guest, and dispatch of the exit.
 func (m *Machine) step() error {
 	injected, window := false, false
 	var injectedVector uint8
