@@ -515,9 +515,3 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
-
-// firstLine is s up to its first newline.
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}

@@ -569,18 +569,6 @@ func (f *Fast) runExact(b *fblock, base, left uint64) (n, next uint64, res int) 
 	return left, (base + uint64(b.insts[left].start)) & f.addrMask, rBudget
 }
 
-// near is a near branch target if it is valid: canonical in 64-bit mode,
-// within the (flat) CS limit otherwise.
-func (f *Fast) near(t uint64) (uint64, bool) {
-	if !f.long {
-		return t & 0xffffffff, true
-	}
-	if top := int64(t) >> (f.canon - 1); top != 0 && top != -1 {
-		return 0, false
-	}
-	return t, true
-}
-
 // setFlags sets all six status flags.
 func (f *Fast) setFlags(fl uint64) {
 	f.lz = lzNone
@@ -609,13 +597,4 @@ func (f *Fast) fastR(in *finst) (uint64, bool) {
 	}
 	lin := (f.r[in.base] + f.r[in.index]<<in.scale + in.disp) & f.addrMask
 	return f.hostR(lin, uint64(in.size))
-}
-
-// fastW is fastR for a write (see hostW).
-func (f *Fast) fastW(in *finst) (uint64, bool) {
-	if !f.dsOK {
-		return 0, false
-	}
-	lin := (f.r[in.base] + f.r[in.index]<<in.scale + in.disp) & f.addrMask
-	return f.hostW(lin, uint64(in.size))
 }

@@ -125,16 +125,6 @@ func (e *emu) writeMem(r segReg, off uint64, size int, v uint64) error {
 	return e.accessLin(lin, buf[:size], true, e.userAccess())
 }
 
-// checkWrite raises the segment fault a write of size bytes at r:off would,
-// without writing: read-modify-write instructions check it before reading.
-func (e *emu) checkWrite(o *operand) error {
-	if o.kind != opMem {
-		return nil
-	}
-	_, err := e.linear(o.seg, o.off, o.bits/8, true)
-	return err
-}
-
 // readRMW reads a destination the instruction will also write. The
 // processor checks write access before reading such an operand, so a #PF
 // on it reports a write.
