@@ -78,6 +78,12 @@ func (e *emu) exec(in *inst) error {
 		if ok, err := e.execGeneral(in); ok {
 			return err
 		}
+		if f, ok := floatingPoint(in); ok && !e.feature(f) {
+			// x87, MMX and SSE are not implemented, and the soft CPU's CPUID
+			// says so: a guest that tries one anyway gets #UD, as on a
+			// processor without it.
+			return &exception{vector: vecUD}
+		}
 		return e.unsupported(in, "")
 	}
 	e.finish(in)
@@ -193,4 +199,31 @@ func (e *emu) execGroup9(in *inst) error {
 	e.setGPR(in.g9reg, in.g9bit, v)
 	e.finish(in)
 	return nil
+}
+
+// CPUID feature bits of the floating-point and vector units.
+var (
+	featFPU = feat{1, 0, cpuidEDX, 0}
+	featMMX = feat{1, 0, cpuidEDX, 23}
+	featSSE = feat{1, 0, cpuidEDX, 25}
+)
+
+// floatingPoint reports which unit an x87, MMX or SSE/AVX instruction
+// needs: x87 by its escape opcodes d8-df, the others by their registers.
+func floatingPoint(in *inst) (feat, bool) {
+	x := &in.x
+	if op := x.Opcode >> 24; op >= 0xd8 && op <= 0xdf {
+		return featFPU, true
+	}
+	for _, a := range x.Args {
+		r, ok := a.(x86asm.Reg)
+		switch {
+		case !ok:
+		case r >= x86asm.M0 && r <= x86asm.M7:
+			return featMMX, true
+		case r >= x86asm.X0 && r <= x86asm.X15, r >= x86asm.Y0 && r <= x86asm.Y15:
+			return featSSE, true
+		}
+	}
+	return feat{}, false
 }
