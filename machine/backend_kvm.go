@@ -16,10 +16,10 @@ import (
 // kvmBackend runs the guest on KVM: one VM with one vCPU, guest RAM as
 // memory slot 0 (protect_kvm.go splits it), no in-kernel irqchip or PIT.
 type kvmBackend struct {
-	sys      *kvm.System
-	vm       *kvm.VM
-	vcpu     *kvm.VCPU
-	debugCtl kvm.GuestDebug
+	*kvm.VCPU // the register and state ioctls are the backend's own
+	sys       *kvm.System
+	vm        *kvm.VM
+	debugCtl  kvm.GuestDebug
 }
 
 var kickOnce sync.Once
@@ -62,7 +62,7 @@ func newKVMBackend(mem *Memory, table []cpu.CPUIDEntry) (b *kvmBackend, _ []cpu.
 	if err := b.vm.SetMemoryRegion(0, 0, 0, mem.b); err != nil {
 		return nil, nil, err
 	}
-	if b.vcpu, err = b.vm.CreateVCPU(0); err != nil {
+	if b.VCPU, err = b.vm.CreateVCPU(0); err != nil {
 		return nil, nil, err
 	}
 	if table == nil {
@@ -70,7 +70,7 @@ func newKVMBackend(mem *Memory, table []cpu.CPUIDEntry) (b *kvmBackend, _ []cpu.
 			return nil, nil, err
 		}
 	}
-	if err := b.vcpu.SetCPUID(table); err != nil {
+	if err := b.VCPU.SetCPUID(table); err != nil {
 		return nil, nil, err
 	}
 	return b, table, nil
@@ -78,24 +78,12 @@ func newKVMBackend(mem *Memory, table []cpu.CPUIDEntry) (b *kvmBackend, _ []cpu.
 
 func (b *kvmBackend) accel() Accel { return AccelKVM }
 
-func (b *kvmBackend) Regs() (cpu.Regs, error)             { return b.vcpu.Regs() }
-func (b *kvmBackend) SetRegs(r *cpu.Regs) error           { return b.vcpu.SetRegs(r) }
-func (b *kvmBackend) Sregs() (cpu.Sregs, error)           { return b.vcpu.Sregs() }
-func (b *kvmBackend) SetSregs(s *cpu.Sregs) error         { return b.vcpu.SetSregs(s) }
-func (b *kvmBackend) FPU() (cpu.FPU, error)               { return b.vcpu.FPU() }
-func (b *kvmBackend) SetFPU(f *cpu.FPU) error             { return b.vcpu.SetFPU(f) }
-func (b *kvmBackend) Events() (cpu.Events, error)         { return b.vcpu.Events() }
-func (b *kvmBackend) SetEvents(e *cpu.Events) error       { return b.vcpu.SetEvents(e) }
-func (b *kvmBackend) DebugRegs() (cpu.DebugRegs, error)   { return b.vcpu.DebugRegs() }
-func (b *kvmBackend) SetDebugRegs(d *cpu.DebugRegs) error { return b.vcpu.SetDebugRegs(d) }
-func (b *kvmBackend) GetMSRs(e []cpu.MSREntry) error      { return b.vcpu.GetMSRs(e) }
-func (b *kvmBackend) SetMSRs(e []cpu.MSREntry) error      { return b.vcpu.SetMSRs(e) }
-func (b *kvmBackend) interrupt(vector uint8) error        { return b.vcpu.Interrupt(vector) }
-func (b *kvmBackend) kick()                               { b.vcpu.Kick() }
-func (b *kvmBackend) finishMSR(ok bool)                   { b.vcpu.MSR().Error = boolByte(!ok) }
+func (b *kvmBackend) interrupt(vector uint8) error { return b.VCPU.Interrupt(vector) }
+func (b *kvmBackend) kick()                        { b.VCPU.Kick() }
+func (b *kvmBackend) finishMSR(ok bool)            { b.VCPU.MSR().Error = boolByte(!ok) }
 func (b *kvmBackend) insnCount() (uint64, bool) {
-	n, err := b.vcpu.InsnCount()
-	return n, err == nil && b.vcpu.HasInsnCounter()
+	n, err := b.VCPU.InsnCount()
+	return n, err == nil && b.VCPU.HasInsnCounter()
 }
 func boolByte(v bool) uint8 {
 	if v {
@@ -126,13 +114,13 @@ func (b *kvmBackend) setDebug(step bool, breakpoints []uint64) error {
 		return nil
 	}
 	b.debugCtl = d
-	return b.vcpu.SetGuestDebug(&d)
+	return b.VCPU.SetGuestDebug(&d)
 }
 
 func (b *kvmBackend) run(window bool) (*exit, error) {
-	run := b.vcpu.State()
+	run := b.VCPU.State()
 	run.RequestInterruptWindow = boolByte(window)
-	err := b.vcpu.Run()
+	err := b.VCPU.Run()
 	if errors.Is(err, kvm.ErrInterrupted) {
 		return nil, errKicked
 	}
@@ -142,14 +130,14 @@ func (b *kvmBackend) run(window bool) (*exit, error) {
 	ex := &exit{deterministic: true}
 	switch run.ExitReason {
 	case kvm.ExitIO:
-		io, data := b.vcpu.IO()
+		io, data := b.VCPU.IO()
 		if data == nil {
 			ex.kind, ex.detail = exitInternal, "malformed port I/O exit"
 			break
 		}
 		ex.kind, ex.port, ex.out, ex.size, ex.count, ex.data = exitIO, io.Port, io.Direction == 1, int(io.Size), int(io.Count), data
 	case kvm.ExitMMIO:
-		mm := b.vcpu.MMIO()
+		mm := b.VCPU.MMIO()
 		ex.kind, ex.gpa, ex.write, ex.mmio = exitMMIO, mm.PhysAddr, mm.IsWrite != 0, mm.Data[:min(mm.Len, 8)]
 	case kvm.ExitHLT:
 		ex.kind = exitHLT
@@ -158,17 +146,17 @@ func (b *kvmBackend) run(window bool) (*exit, error) {
 		// the window opened, at a place that varies from run to run.
 		ex.kind, ex.deterministic = exitWindow, false
 	case kvm.ExitDebug:
-		ex.kind, ex.deterministic, ex.debug = exitDebug, false, *b.vcpu.Debug()
+		ex.kind, ex.deterministic, ex.debug = exitDebug, false, *b.VCPU.Debug()
 	case kvm.ExitShutdown:
 		ex.kind = exitShutdown
 	case kvm.ExitInternalError:
-		ie := b.vcpu.Internal()
+		ie := b.VCPU.Internal()
 		ex.kind = exitEmulate
 		if ie.Suberror != kvm.InternalErrorEmulation {
 			ex.kind, ex.detail = exitInternal, fmt.Sprintf("KVM internal error, suberror %d", ie.Suberror)
 		}
 	case kvm.ExitX86RDMSR, kvm.ExitX86WRMSR:
-		e := b.vcpu.MSR()
+		e := b.VCPU.MSR()
 		ex.kind, ex.msrIndex, ex.msrWrite, ex.msrData = exitMSR, e.Index, run.ExitReason == kvm.ExitX86WRMSR, &e.Data
 	case kvm.ExitFailEntry:
 		ex.kind, ex.deterministic, ex.detail = exitFailEntry, false, "KVM refused to enter the guest (invalid vCPU state)"
@@ -182,17 +170,17 @@ func (b *kvmBackend) run(window bool) (*exit, error) {
 // code (KVM_RUN with immediate_exit): KVM finishes a PIO instruction only
 // on the next KVM_RUN, and registers set before that are undefined.
 func (b *kvmBackend) completeIO() error {
-	b.vcpu.State().ImmediateExit = 1
-	if err := b.vcpu.Run(); err != nil && !errors.Is(err, kvm.ErrInterrupted) {
+	b.VCPU.State().ImmediateExit = 1
+	if err := b.VCPU.Run(); err != nil && !errors.Is(err, kvm.ErrInterrupted) {
 		return err
 	}
-	b.vcpu.State().ImmediateExit = 0
+	b.VCPU.State().ImmediateExit = 0
 	return nil
 }
 
 func (b *kvmBackend) close() {
-	if b.vcpu != nil {
-		b.vcpu.Close()
+	if b.VCPU != nil {
+		b.VCPU.Close()
 	}
 	if b.vm != nil {
 		b.vm.Close()
@@ -208,7 +196,7 @@ func (m *Machine) KVMVCPU() *kvm.VCPU {
 	if m.kvm == nil {
 		return nil
 	}
-	return m.kvm.vcpu
+	return m.kvm.VCPU
 }
 
 // KVMVM is the KVM VM (see KVMVCPU); nil on the soft CPU.
