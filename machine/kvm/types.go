@@ -40,30 +40,3 @@ type MSREntry = cpu.MSREntry
 
 // UserspaceMemoryRegion mirrors struct kvm_userspace_memory_region (32 bytes).
 type UserspaceMemoryRegion = gokvm.UserspaceMemoryRegion
-
-// RFLAGS, control register and EFER bits, named once in package cpu.
-const (
-	FlagCF  = cpu.FlagCF
-	FlagPF  = cpu.FlagPF
-	FlagAF  = cpu.FlagAF
-	FlagZF  = cpu.FlagZF
-	FlagSF  = cpu.FlagSF
-	FlagTF  = cpu.FlagTF
-	FlagIF  = cpu.FlagIF
-	FlagDF  = cpu.FlagDF
-	FlagOF  = cpu.FlagOF
-	FlagRF  = cpu.FlagRF
-	FlagVM  = cpu.FlagVM
-	CR0PE   = cpu.CR0PE
-	CR0MP   = cpu.CR0MP
-	CR0ET   = cpu.CR0ET
-	CR0NE   = cpu.CR0NE
-	CR0WP   = cpu.CR0WP
-	CR0PG   = cpu.CR0PG
-	CR4PAE  = cpu.CR4PAE
-	CR4PGE  = cpu.CR4PGE
-	EFERSCE = cpu.EFERSCE
-	EFERLME = cpu.EFERLME
-	EFERLMA = cpu.EFERLMA
-	EFERNXE = cpu.EFERNXE
-)
