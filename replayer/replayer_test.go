@@ -172,25 +172,38 @@ func symbol(t *testing.T, guest, name string) uint64 {
 	return 0
 }
 
-// TestTimeline moves around a replay of timer.elf: steps both ways come
-// back to the same places, a breakpoint and a watched write stop motions
-// in both directions.
-func TestTimeline(t *testing.T) {
-	dir := t.TempDir()
-	log, _ := recordGuest(t, dir, "timer", "")
+// timerTimeline records timer.elf and opens its replay as a Timeline,
+// closed when the test ends.
+func timerTimeline(t *testing.T) *Timeline {
+	t.Helper()
+	log, _ := recordGuest(t, t.TempDir(), "timer", "")
 	tl, err := OpenTimeline(TimelineOptions{Options: Options{LogPath: log, Warnings: io.Discard}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tl.Close()
-	start := tl.Position()
-	must := func(s Stop, err error) Stop {
+	t.Cleanup(func() { tl.Close() })
+	return tl
+}
+
+// stopOrFatal returns a function that passes a motion's Stop on and ends
+// the test at its error.
+func stopOrFatal(t *testing.T) func(Stop, error) Stop {
+	return func(s Stop, err error) Stop {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+}
+
+// TestTimeline moves around a replay of timer.elf: steps both ways come
+// back to the same places, a breakpoint and a watched write stop motions
+// in both directions.
+func TestTimeline(t *testing.T) {
+	tl := timerTimeline(t)
+	must := stopOrFatal(t)
+	start := tl.Position()
 	ten := must(tl.Step(10))
 	if ten.Pos.Insn != start.Insn+10 {
 		t.Errorf("10 steps from %v: %v", start, ten.Pos)
@@ -247,13 +260,8 @@ func TestTimeline(t *testing.T) {
 // forwards right after the reading instruction, backwards before it. KVM has no read
 // watchpoints: adding one says so.
 func TestTimelineReadWatch(t *testing.T) {
-	dir := t.TempDir()
-	log, _ := recordGuest(t, dir, "timer", "")
-	tl, err := OpenTimeline(TimelineOptions{Options: Options{LogPath: log, Warnings: io.Discard}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tl.Close()
+	tl := timerTimeline(t)
+	must := stopOrFatal(t)
 	ticks := symbol(t, "timer", "tick_count")
 	handler := symbol(t, "timer", "timer_handler")
 	if testAccel() != machine.AccelSoft {
@@ -261,13 +269,6 @@ func TestTimelineReadWatch(t *testing.T) {
 			t.Errorf("read watchpoint on %s: %v", testAccel(), err)
 		}
 		return
-	}
-	must := func(s Stop, err error) Stop {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
 	}
 	id, err := tl.AddBreakpoint(WatchRead, ticks, 4)
 	if err != nil {
