@@ -40,13 +40,15 @@ var ErrNoKVM = kvm.ErrNoKVM
 
 // newKVMBackend creates the VM and vCPU, installs RAM and the CPUID table
 // (nil: DefaultCPUID) and returns the table in use.
-func newKVMBackend(mem *Memory, table []cpu.CPUIDEntry) (b *kvmBackend, _ []cpu.CPUIDEntry, err error) {
+func newKVMBackend(mem *Memory, table []cpu.CPUIDEntry) (_ *kvmBackend, _ []cpu.CPUIDEntry, err error) {
 	kickOnce.Do(catchKicks)
 	sys, err := kvm.Open()
 	if err != nil {
 		return nil, nil, err
 	}
-	b = &kvmBackend{sys: sys}
+	// b is not the named result: the error returns below set that to nil
+	// before the deferred cleanup runs.
+	b := &kvmBackend{sys: sys}
 	defer func() {
 		if err != nil {
 			b.close()
