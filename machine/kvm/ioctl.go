@@ -138,12 +138,33 @@ type msrFilter struct {
 	Ranges [16]msrFilterRange
 }
 
+// ioctl issues a KVM ioctl, again while a signal interrupts it: KVM
+// returns EINTR from ioctls that gave up before doing anything because a
+// signal was pending, and the Go runtime signals its threads all the time
+// (SIGURG preempts goroutines). KVM_CREATE_VM is one: registering its
+// MMU notifier takes every lock of the address space and stops at a
+// pending signal, so under signals it failed here about one time in three.
+// KVM_RUN's EINTR is an exit, not a failure; Run issues it with runIoctl.
 func ioctl(fd uintptr, req uintptr, arg uintptr) (uintptr, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, arg)
-	if errno != 0 {
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, arg)
+		switch errno {
+		case 0:
+			return r, nil
+		case unix.EINTR:
+			continue
+		}
 		return r, errno
 	}
-	return r, nil
+}
+
+// runIoctl issues KVM_RUN once, reporting EINTR to the caller.
+func runIoctl(fd uintptr) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, ioRun, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // ioctlPtr passes a pointer to KVM. The conversion to uintptr is in the
@@ -155,11 +176,16 @@ func ioctl(fd uintptr, req uintptr, arg uintptr) (uintptr, error) {
 //
 //go:nosplit
 func ioctlPtr(fd uintptr, req uintptr, p unsafe.Pointer) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(p))
-	if errno != 0 {
-		return errno
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(p))
+		if errno == unix.EINTR {
+			continue // as in ioctl
+		}
+		if errno != 0 {
+			return errno
+		}
+		return nil
 	}
-	return nil
 }
 
 // wrap names the ioctl in an error.

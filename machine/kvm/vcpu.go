@@ -161,8 +161,7 @@ var ErrInterrupted = errors.New("kvm: run interrupted")
 func (v *VCPU) Run() error {
 	v.regsValid, v.sregsValid = false, false
 	v.tid.Store(int32(unix.Gettid()))
-	_, err := ioctl(v.fd, ioRun, 0)
-	if err != nil {
+	if err := runIoctl(v.fd); err != nil {
 		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 			v.run.ImmediateExit = 0
 			return ErrInterrupted
@@ -307,6 +306,9 @@ func (v *VCPU) msrs(req uintptr, name string, entries []MSREntry) error {
 	body := unsafe.Slice((*byte)(unsafe.Pointer(&entries[0])), len(entries)*sz)
 	copy(buf[8:], body)
 	n, _, errno := unix.Syscall(unix.SYS_IOCTL, v.fd, req, uintptr(unsafe.Pointer(&buf[0])))
+	for errno == unix.EINTR { // as in ioctl
+		n, _, errno = unix.Syscall(unix.SYS_IOCTL, v.fd, req, uintptr(unsafe.Pointer(&buf[0])))
+	}
 	if errno != 0 {
 		return wrap(name, errno)
 	}
