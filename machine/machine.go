@@ -618,7 +618,11 @@ func (m *Machine) handleHLT() error {
 	if _, ok := m.pic.Pending(); ok {
 		return nil
 	}
-	if regs, err := m.vcpu.Regs(); err != nil || regs.RFLAGS&cpu.FlagIF == 0 {
+	regs, err := m.vcpu.Regs()
+	if err != nil {
+		return err
+	}
+	if regs.RFLAGS&cpu.FlagIF == 0 {
 		res := m.finish(ReasonHung, 0, "halted with interrupts disabled")
 		m.result = &res
 		return nil

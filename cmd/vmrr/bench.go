@@ -53,18 +53,34 @@ func benchCmd(args []string) int {
 	return exitUsage
 }
 
-// benchTool runs one tool's three steps on a guest. Each returns the
-// process status and the guest's console.
+// benchTool runs one tool's three steps on a guest.
 type benchTool struct {
 	name   string
 	vmrr   bool          // one of vmrr's own rows (a replay that differs fails the bench)
 	accel  machine.Accel // vmrr's CPU
-	run    func(image string) (int, []byte, error)
-	record func(image, log string) (int, []byte, error)
-	// replay returns ok=false when the tool itself says the replay did
-	// not reproduce the recording (vmrr replay --check); the console and
-	// status are compared besides.
-	replay func(image, log string) (status int, console []byte, ok bool, err error)
+	run    func(image string) (benchProc, error)
+	record func(image, log string) (benchProc, error)
+	// replay's result has ok=false when the tool itself says the replay
+	// did not reproduce the recording (vmrr replay --check); the console
+	// and status are compared besides.
+	replay func(image, log string) (benchProc, error)
+}
+
+// benchProc is what one step's process left: its status (-1: not the
+// guest's, not compared), the guest's console (stdout), its stderr, and
+// for a replay the tool's own verdict.
+type benchProc struct {
+	status  int
+	console []byte
+	stderr  []byte
+	ok      bool
+}
+
+// lastLine is the last non-empty line of a process's output, for a
+// one-line account of what went wrong.
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // benchRow is one guest under one tool, over all runs.
@@ -130,7 +146,7 @@ func benchQEMU(args []string) int {
 	}
 	defer os.RemoveAll(tmp)
 
-	exe := func(name string, args ...string) (int, []byte, error) { return benchExec(*limit, name, args...) }
+	exe := func(name string, args ...string) (benchProc, error) { return benchExec(*limit, name, args...) }
 	var tools []benchTool
 	for _, a := range accels {
 		accel := string(a)
@@ -138,15 +154,16 @@ func benchQEMU(args []string) int {
 			name:  "vmrr " + accel + " " + *mode,
 			vmrr:  true,
 			accel: a,
-			run:   func(img string) (int, []byte, error) { return exe(self, "run", "--accel", accel, img) },
-			record: func(img, log string) (int, []byte, error) {
+			run:   func(img string) (benchProc, error) { return exe(self, "run", "--accel", accel, img) },
+			record: func(img, log string) (benchProc, error) {
 				return exe(self, "record", "--accel", accel, "--mode", *mode, "-o", log, img)
 			},
-			replay: func(img, log string) (int, []byte, bool, error) {
-				st, out, err := exe(self, "replay", "--check", log)
+			replay: func(img, log string) (benchProc, error) {
+				p, err := exe(self, "replay", "--check", log)
 				// --check returns 0 or its own verdict, not the guest's status;
 				// the guest's is compared through the end record already.
-				return -1, out, st == 0, err
+				p.ok, p.status = p.status == 0, -1
+				return p, err
 			},
 		})
 	}
@@ -158,18 +175,19 @@ func benchQEMU(args []string) int {
 		// record/replay would need blkreplay and filter-replay for them.
 		base := []string{"-cpu", "max", "-display", "none", "-no-reboot", "-net", "none", "-serial", "stdio",
 			"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
-		q := func(img string, extra ...string) (int, []byte, error) {
+		q := func(img string, extra ...string) (benchProc, error) {
 			return exe(*qemu, append(append(slices.Clone(base), extra...), "-kernel", img)...)
 		}
 		tools = append(tools, benchTool{
 			name: "QEMU TCG",
-			run:  func(img string) (int, []byte, error) { return q(img) },
-			record: func(img, log string) (int, []byte, error) {
+			run:  func(img string) (benchProc, error) { return q(img) },
+			record: func(img, log string) (benchProc, error) {
 				return q(img, "-icount", "shift=auto,rr=record,rrfile="+log)
 			},
-			replay: func(img, log string) (int, []byte, bool, error) {
-				st, out, err := q(img, "-icount", "shift=auto,rr=replay,rrfile="+log)
-				return st, out, true, err
+			replay: func(img, log string) (benchProc, error) {
+				p, err := q(img, "-icount", "shift=auto,rr=replay,rrfile="+log)
+				p.ok = true
+				return p, err
 			},
 		})
 	}
@@ -186,15 +204,23 @@ func benchQEMU(args []string) int {
 			}
 			for i := 0; i < *runs; i++ {
 				log := filepath.Join(tmp, fmt.Sprintf("%s-%d-%d.log", g, ti, i))
-				same, err := benchOnce(tool, images[gi], log, row)
+				why, err := benchOnce(tool, images[gi], log, row)
 				if err != nil {
 					row.note = err.Error()
 					break
 				}
-				if same {
+				switch {
+				case why == "":
 					row.identical++
-				} else if tool.vmrr {
+				case tool.vmrr:
 					vmrrDiffered = true
+					// The log is the evidence: keep it, and say in one
+					// line what each side said.
+					kept := filepath.Join(os.TempDir(), fmt.Sprintf("vmrr-bench-%s-%s-%d.vmrr", g, tool.accel, i+1))
+					if err := os.Rename(log, kept); err != nil {
+						kept = "not kept: " + err.Error()
+					}
+					fmt.Fprintf(os.Stderr, "vmrr bench: %s, %s, run %d: the replay did not reproduce the recording: %s (log %s)\n", g, tool.name, i+1, why, kept)
 				}
 				os.Remove(log)
 			}
@@ -234,38 +260,52 @@ func benchAccels(list string) ([]machine.Accel, error) {
 }
 
 // benchOnce runs, records and replays image once under tool, appending the
-// measurements to row, and reports whether the replay was identical: same
-// status and console as the recording (and the tool's own verdict).
-func benchOnce(tool benchTool, image, log string, row *benchRow) (bool, error) {
+// measurements to row. It returns "" when the replay was identical (same
+// status and console as the recording, and the tool's own verdict), else
+// what differed.
+func benchOnce(tool benchTool, image, log string, row *benchRow) (string, error) {
 	start := time.Now()
-	if _, _, err := tool.run(image); err != nil {
-		return false, fmt.Errorf("run: %w", err)
+	if _, err := tool.run(image); err != nil {
+		return "", fmt.Errorf("run: %w", err)
 	}
 	row.run = append(row.run, time.Since(start))
 	start = time.Now()
-	recStatus, recOut, err := tool.record(image, log)
+	rec, err := tool.record(image, log)
 	if err != nil {
-		return false, fmt.Errorf("record: %w", err)
+		return "", fmt.Errorf("record: %w", err)
 	}
 	row.record = append(row.record, time.Since(start))
-	row.statuses = append(row.statuses, recStatus)
+	row.statuses = append(row.statuses, rec.status)
 	fi, err := os.Stat(log)
 	if err != nil {
-		return false, fmt.Errorf("record wrote no log (status %d)", recStatus)
+		return "", fmt.Errorf("record wrote no log (status %d)", rec.status)
 	}
 	row.logBytes = append(row.logBytes, fi.Size())
 	start = time.Now()
-	repStatus, repOut, ok, err := tool.replay(image, log)
+	rep, err := tool.replay(image, log)
 	if err != nil {
-		return false, fmt.Errorf("replay: %w", err)
+		return "", fmt.Errorf("replay: %w", err)
 	}
 	row.replay = append(row.replay, time.Since(start))
-	return ok && (repStatus < 0 || repStatus == recStatus) && bytes.Equal(recOut, repOut), nil
+	var diffs []string
+	if !rep.ok {
+		diffs = append(diffs, fmt.Sprintf("replay says %q", lastLine(rep.stderr)))
+	}
+	if rep.status >= 0 && rep.status != rec.status {
+		diffs = append(diffs, fmt.Sprintf("status %d, recorded %d", rep.status, rec.status))
+	}
+	if !bytes.Equal(rec.console, rep.console) {
+		diffs = append(diffs, fmt.Sprintf("console %q, recorded %q", lastLine(rep.console), lastLine(rec.console)))
+	}
+	if len(diffs) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("%s; the recording (status %d) said %q", strings.Join(diffs, "; "), rec.status, lastLine(rec.stderr)), nil
 }
 
 // benchExec runs a process with stdin empty and returns its status and
-// stdout; it fails only if the process cannot start or outlives limit.
-func benchExec(limit time.Duration, name string, args ...string) (int, []byte, error) {
+// output; it fails only if the process cannot start or outlives limit.
+func benchExec(limit time.Duration, name string, args ...string) (benchProc, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -273,13 +313,13 @@ func benchExec(limit time.Duration, name string, args ...string) (int, []byte, e
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return 0, nil, fmt.Errorf("%s: no exit after %v", filepath.Base(name), limit)
+		return benchProc{}, fmt.Errorf("%s: no exit after %v", filepath.Base(name), limit)
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		return 0, nil, err
+		return benchProc{}, err
 	}
-	return cmd.ProcessState.ExitCode(), out.Bytes(), nil
+	return benchProc{status: cmd.ProcessState.ExitCode(), console: out.Bytes(), stderr: errOut.Bytes()}, nil
 }
 
 // benchQEMUVersion returns QEMU's version line, or why it cannot be run.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -52,5 +54,47 @@ func TestBenchRRBadInput(t *testing.T) {
 		if r.status != exitUsage || r.stdout != "" || strings.Count(r.stderr, "\n") < 1 {
 			t.Errorf("vmrr %s: %s; want status %d, a message and no table", strings.Join(args, " "), r, exitUsage)
 		}
+	}
+}
+
+// TestBenchOnceSaysWhy checks the account bench qemu gives of a replay that
+// did not reproduce its recording: each difference, and what the recording
+// said on stderr, in one line.
+func TestBenchOnceSaysWhy(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "x.vmrr")
+	rec := benchProc{status: 68, console: []byte("ticks: \n"), stderr: []byte("vmrr: recording\nvmrr: hung at RIP 0x1000\n")}
+	tests := []struct {
+		name string
+		rep  benchProc
+		want []string
+	}{
+		{"identical", benchProc{status: -1, console: rec.console, ok: true}, nil},
+		{"verdict", benchProc{status: -1, console: rec.console, stderr: []byte("vmrr: diverged at 3:7\n")},
+			[]string{`replay says "vmrr: diverged at 3:7"`, `the recording (status 68) said "vmrr: hung at RIP 0x1000"`}},
+		{"status and console", benchProc{status: 1, console: []byte("ticks: 20\n"), ok: true},
+			[]string{"status 1, recorded 68", `console "ticks: 20", recorded "ticks:"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tool := benchTool{
+				run: func(string) (benchProc, error) { return benchProc{}, nil },
+				record: func(_, log string) (benchProc, error) {
+					return rec, os.WriteFile(log, []byte("log"), 0o644)
+				},
+				replay: func(string, string) (benchProc, error) { return tt.rep, nil },
+			}
+			why, err := benchOnce(tool, "image", log, &benchRow{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (why == "") != (tt.want == nil) {
+				t.Fatalf("benchOnce = %q", why)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(why, w) {
+					t.Errorf("benchOnce = %q, want it to contain %q", why, w)
+				}
+			}
+		})
 	}
 }
