@@ -203,31 +203,22 @@ func (l *Live) armKick(m *machine.Machine) {
 	l.kick.Reset(wait)
 }
 
-// Idle waits for the next tick, serial input or the deadline.
+// Idle waits for the next tick, serial input or the deadline. With none
+// of them to wait for, nothing can wake the guest: it is hung.
 func (l *Live) Idle(m *machine.Machine) error {
 	for {
 		l.deliver(m)
 		if m.Pending() {
 			return nil
 		}
-		var timer <-chan time.Time
-		wait := time.Duration(-1)
-		if l.ticking {
-			wait = l.nextTick - l.Now()
-		}
-		if !l.deadline.IsZero() {
-			if d := time.Until(l.deadline); wait < 0 || d < wait {
-				wait = d
-			}
-			if wait <= 0 && time.Now().After(l.deadline) {
-				m.End(machine.ReasonTimeout, "time limit reached while the guest was idle")
-				return nil
-			}
+		if !l.deadline.IsZero() && !time.Now().Before(l.deadline) {
+			m.End(machine.ReasonTimeout, "time limit reached while the guest was idle")
+			return nil
 		}
 		l.serialMu.Lock()
 		noInput := !l.hasSerial || (l.serialEOF && len(l.serialIn) == 0)
 		l.serialMu.Unlock()
-		if wait < 0 && noInput {
+		if !l.ticking && noInput && l.deadline.IsZero() {
 			m.End(machine.ReasonHung, "halted waiting for an interrupt that can never come (no timer, no serial input)")
 			return nil
 		}
@@ -237,15 +228,27 @@ func (l *Live) Idle(m *machine.Machine) error {
 			l.skipped += max(l.nextTick-l.Now(), 0)
 			continue
 		}
-		if wait >= 0 {
-			t := time.NewTimer(max(wait, 0))
-			timer = t.C
-			defer t.Stop()
+		l.sleep()
+	}
+}
+
+// sleep waits until the next tick is due, the deadline passes or serial
+// input arrives. The tick may be due already (time went on since deliver
+// looked), which is no wait at all, not "no timer".
+func (l *Live) sleep() {
+	var wake <-chan time.Time
+	if l.ticking || !l.deadline.IsZero() {
+		wait := time.Until(l.deadline)
+		if l.ticking && (l.deadline.IsZero() || l.nextTick-l.Now() < wait) {
+			wait = l.nextTick - l.Now()
 		}
-		select {
-		case <-timer:
-		case <-l.wake:
-		}
+		t := time.NewTimer(max(wait, 0))
+		defer t.Stop()
+		wake = t.C
+	}
+	select {
+	case <-wake:
+	case <-l.wake:
 	}
 }
 

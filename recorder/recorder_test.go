@@ -3,6 +3,7 @@ package recorder_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -144,6 +145,39 @@ func TestRecordEnds(t *testing.T) {
 			}
 			if _, n := kinds(t, path); n[logfmt.KindEnd] != 1 {
 				t.Errorf("events %v, want one end record", n)
+			}
+		})
+	}
+}
+
+// TestRecordFastTimer halts between timer ticks that come every 10 or
+// 50 us (PIT divisor 12 or 60), so the next tick is at times already due
+// when the idle vCPU computes how long to sleep. An overdue tick is no
+// reason to call the guest hung: it must run to its 200th tick and exit.
+func TestRecordFastTimer(t *testing.T) {
+	for _, divisor := range []byte{12, 60} {
+		// Real mode: IVT[8] = handler; unmask IRQ0; PIT channel 0 mode 2
+		// with the divisor; then sti; hlt; cli until the handler counted
+		// 200 ticks at 0x600, and exit through the debug port.
+		image := []byte{
+			0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0xc7, 0x06, 0x20, 0x00, 0x30, 0x7c, 0xc7, // cli; xor ax,ax; mov ds,ax; mov [0x20],handler
+			0x06, 0x22, 0x00, 0x00, 0x00, 0xb0, 0xfe, 0xe6, 0x21, 0xb0, 0x34, 0xe6, // mov [0x22],0; out 0x21,0xfe; out 0x43,0x34
+			0x43, 0xb0, divisor, 0xe6, 0x40, 0x30, 0xc0, 0xe6, 0x40, 0xfb, 0xf4, 0xfa, // out 0x40,divisor; out 0x40,0; 1: sti; hlt; cli
+			0x81, 0x3e, 0x00, 0x06, 0xc8, 0x00, 0x72, 0xf5, 0x30, 0xc0, 0xe6, 0xf4, // cmp [0x600],200; jb 1b; out 0xf4,0
+			0xff, 0x06, 0x00, 0x06, 0xb0, 0x20, 0xe6, 0x20, 0xcf, // handler: inc [0x600]; out 0x20,0x20; iret
+		}
+		t.Run(fmt.Sprintf("divisor %d", divisor), func(t *testing.T) {
+			for range 3 {
+				// No time limit: with one, an idle guest waits for it instead
+				// of being called hung.
+				res, err := recorder.Record(io.Discard, recorder.Options{Image: image, Mode: nondet.ModeFast,
+					Warnings: io.Discard, Accel: testAccel()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Reason != machine.ReasonExited {
+					t.Fatalf("reason %v, want the guest's exit (%s)", res.Reason, res.Message)
+				}
 			}
 		})
 	}
