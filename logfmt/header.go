@@ -46,6 +46,11 @@ type Header struct {
 	// Accel is the CPU the recording ran on: "kvm" or "soft" (a log
 	// without the field is from KVM). Replay uses the same.
 	Accel string
+	// ExitsOnly says the recording placed asynchronous events at the
+	// guest's own exits only and its positions count exits alone (Insn is
+	// 0 throughout): KVM without an exact instruction counter. Replay
+	// places them alike (machine.SetExitsOnly).
+	ExitsOnly bool
 }
 
 // HashImage is the image hash a header records.
@@ -80,6 +85,7 @@ const (
 	hStartTime   = 13
 	hHost        = 14
 	hAccel       = 15
+	hExitsOnly   = 16
 )
 
 const cpuidEntrySize = 7 * 4
@@ -148,6 +154,9 @@ func encodeHeader(h *Header) ([]byte, error) {
 	}
 	str(hHost, h.Host)
 	str(hAccel, h.Accel)
+	if h.ExitsOnly {
+		b = appendField(b, hExitsOnly, []byte{1})
+	}
 	return b, nil
 }
 
@@ -214,6 +223,8 @@ func decodeHeader(body []byte) (*Header, error) {
 			h.Host, f.i = string(v), len(v)
 		case hAccel:
 			h.Accel, f.i = string(v), len(v)
+		case hExitsOnly:
+			h.ExitsOnly = f.byte1() != 0
 		default:
 			continue // a field from a later vmrr that this one can ignore
 		}

@@ -31,6 +31,7 @@ func testHeader() *Header {
 		Patches:   []Patch{{Addr: 0x101234, Len: 2, Original: []byte{0x0f, 0x31}, Instr: cpu.RDTSC}},
 		TLBSync:   true,
 		Accel:     "soft",
+		ExitsOnly: true,
 		Args:      "console=ttyS0",
 		StartTime: time.Date(2026, 11, 26, 6, 0, 0, 123456789, time.UTC),
 		Host:      "Linux 6.8 / Test CPU / PVM",
@@ -348,7 +349,7 @@ func exercise(t *testing.T, data []byte) {
 func equalHeaders(a, b *Header) bool {
 	if a.VMRRVersion != b.VMRRVersion || a.ImagePath != b.ImagePath || a.ImageSHA256 != b.ImageSHA256 ||
 		a.ImageSize != b.ImageSize || !bytes.Equal(a.Image, b.Image) || a.MemoryBytes != b.MemoryBytes ||
-		a.Boot != b.Boot || a.Accel != b.Accel || a.Mode != b.Mode || a.TLBSync != b.TLBSync || a.Args != b.Args ||
+		a.Boot != b.Boot || a.Accel != b.Accel || a.Mode != b.Mode || a.TLBSync != b.TLBSync || a.ExitsOnly != b.ExitsOnly || a.Args != b.Args ||
 		!a.StartTime.Equal(b.StartTime) || a.Host != b.Host || len(a.CPUID) != len(b.CPUID) ||
 		len(a.Patches) != len(b.Patches) {
 		return false

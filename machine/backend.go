@@ -11,7 +11,7 @@ import (
 type Accel string
 
 // The CPU backends. AccelAuto is a choice, not a backend: KVM where this
-// host's KVM can record and replay, the soft CPU otherwise.
+// host's KVM counts instructions exactly, the soft CPU otherwise.
 const (
 	AccelAuto Accel = "auto"
 	AccelKVM  Accel = "kvm"

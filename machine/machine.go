@@ -171,6 +171,7 @@ type Machine struct {
 	// interrupt at the next entry (see step).
 	atDeterministicExit bool
 	delivered           bool
+	exitsOnly           bool // see SetExitsOnly
 	tscAux              uint64
 	result              *Result
 	closeOnce           sync.Once
@@ -300,16 +301,31 @@ func (m *Machine) RaiseIRQ(irq int) {
 }
 
 // HasInsnCounter reports whether positions include an exact instruction count.
-func (m *Machine) HasInsnCounter() bool { _, ok := m.vcpu.insnCount(); return ok }
+func (m *Machine) HasInsnCounter() bool {
+	_, ok := m.vcpu.insnCount()
+	return ok && !m.exitsOnly
+}
 
 // Position is the current position. It reads the instruction counter.
 func (m *Machine) Position() position.Pos {
 	p := position.Pos{Exit: m.exits}
-	if n, ok := m.vcpu.insnCount(); ok {
+	if n, ok := m.vcpu.insnCount(); ok && !m.exitsOnly {
 		p.Insn = n - m.insnBase
 	}
 	return p
 }
+
+// SetExitsOnly makes positions exit counts alone (their Insn stays 0) and
+// the machine inject interrupts only at exits the guest caused (port I/O,
+// HLT, MMIO), never at a kick or an interrupt window. A recording needs
+// this where the CPU cannot count instructions exactly (KVM without an
+// exact counter): such an exit is found again by its number alone, any
+// other stop is not. The replay of such a recording sets it too, whatever
+// its CPU can count. Call it before Run.
+func (m *Machine) SetExitsOnly() { m.exitsOnly = true }
+
+// ExitsOnly reports whether SetExitsOnly was called.
+func (m *Machine) ExitsOnly() bool { return m.exitsOnly }
 
 // CountExit counts an instruction the VMM carried out itself, outside any
 // KVM exit, as a deterministic exit.
@@ -339,7 +355,7 @@ func (m *Machine) TSCAux() uint64 {
 // the CPU counts instructions exactly; 0 clears it. It reports whether the
 // CPU can.
 func (m *Machine) StopAt(insn uint64) bool {
-	if m.soft == nil {
+	if m.soft == nil || m.exitsOnly {
 		return false
 	}
 	m.soft.stopAt = 0
@@ -470,7 +486,10 @@ func (m *Machine) step() error {
 		// would not be there to give it; the window exit comes at a place
 		// both agree on.
 		if !(m.atDeterministicExit || m.delivered) || !m.interruptible() {
-			window = true
+			// Placing events at exits only, the interrupt waits for the
+			// guest's next exit: a window exit would be a stop the replay
+			// cannot find.
+			window = !m.exitsOnly
 			break
 		}
 		// An injection changes what later events do (a second IRQ raised

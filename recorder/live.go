@@ -4,6 +4,7 @@
 package recorder
 
 import (
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -17,6 +18,13 @@ import (
 // the vCPU was away (the host was busy): like a real PIT whose interrupt is
 // not acknowledged, later ticks are lost, not queued.
 const maxLateTicks = 1
+
+// maxExitWait bounds how long a due timer tick waits for the guest's next
+// exit where events are placed at exits only (machine.SetExitsOnly): a
+// guest that computes, or spins waiting for the tick, without port I/O or
+// HLT for that long cannot be recorded there, and saying so beats a
+// recording that never ends.
+const maxExitWait = 2 * time.Second
 
 // Live is the outside world of a live run: the host clock drives the PIT,
 // serial input comes from a reader, and non-deterministic instructions run
@@ -157,13 +165,21 @@ func (l *Live) deliver(m *machine.Machine) {
 }
 
 // BeforeRun delivers due events and arms a kick for the next tick.
+// Placing events at exits only, a stop that is not one of the guest's
+// exits delivers nothing.
 func (l *Live) BeforeRun(m *machine.Machine) error {
 	if l.m == nil {
 		l.serialMu.Lock()
 		l.m = m
 		l.serialMu.Unlock()
 	}
-	l.deliver(m)
+	if m.ExitsOnly() && !m.AtDeterministicExit() {
+		if late := l.Now() - l.nextTick; l.ticking && late > maxExitWait {
+			return fmt.Errorf("recorder: a timer tick has waited %v for the guest's next port I/O or HLT, the only places this recording puts events (see --exits-only): record on the soft CPU (--accel soft)", late.Round(time.Millisecond))
+		}
+	} else {
+		l.deliver(m)
+	}
 	if !l.deadline.IsZero() && time.Now().After(l.deadline) {
 		m.End(machine.ReasonTimeout, "time limit reached")
 		return nil
@@ -177,6 +193,10 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 func (l *Live) armKick(m *machine.Machine) {
 	wait := time.Duration(-1)
 	switch {
+	case l.ticking && m.ExitsOnly():
+		// A kick at the tick could not deliver it (see BeforeRun): wake
+		// up only to see whether it waited too long.
+		wait = max(l.nextTick+maxExitWait-l.Now(), 0) + time.Millisecond
 	case l.ticking && l.virtual == nil:
 		wait = l.nextTick - l.Now()
 	case l.ticking:

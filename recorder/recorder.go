@@ -48,6 +48,12 @@ type Options struct {
 	// Stats, if set, gets one line of counters at the end of the run:
 	// the CPU, instructions and exits, and what tlbsync did.
 	Stats io.Writer
+	// ExitsOnly places timer ticks and serial input at the guest's own
+	// exits only (machine.SetExitsOnly): what a recording on KVM without
+	// an exact instruction counter (probe.ExactCounter) must do, since
+	// nothing else replays there; elsewhere it makes a log that replays
+	// on such a host too.
+	ExitsOnly bool
 }
 
 // Recorder is a live run whose every outside-world input is logged. It
@@ -90,6 +96,12 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 	r.ring = nondet.NewRing(m.Memory(), true)
 	if err := trap.Install(m); err != nil {
 		return machine.Result{}, err
+	}
+	if w != nil && opt.ExitsOnly {
+		if opt.Mode == nondet.ModeExact && m.Accel() == machine.AccelKVM {
+			return machine.Result{}, errors.New("recorder: exact mode on KVM runs the guest's clock on instruction counts, which a recording that places its events at exits only does not keep; record with --mode fast, or on the soft CPU (--accel soft)")
+		}
+		m.SetExitsOnly()
 	}
 	switch {
 	case opt.Clock != 0 && m.Accel() != machine.AccelSoft && opt.Mode != nondet.ModeExact:
@@ -152,6 +164,7 @@ func header(m *machine.Machine, trap *nondet.Trapper, opt Options) *logfmt.Heade
 		Host:        hostDescription(),
 		TLBSync:     opt.TLBSync,
 		Accel:       string(m.Accel()),
+		ExitsOnly:   m.ExitsOnly(),
 	}
 	if opt.EmbedImage {
 		h.Image = opt.Image
@@ -260,7 +273,8 @@ func (r *Recorder) BeforeRun(m *machine.Machine) error {
 	}
 	// The guest could take a pending interrupt here, at a stop replay
 	// would not make by itself (a kick, a late window exit): log the place.
-	if vec, ok := m.CanInject(); ok && !m.MayInject() {
+	// Placing events at exits only, it waits for the next one instead.
+	if vec, ok := m.CanInject(); ok && !m.MayInject() && !m.ExitsOnly() {
 		p, l := r.landing(m)
 		r.append(&logfmt.Event{Kind: logfmt.KindInject, Pos: p, Vector: vec, Landing: l})
 		m.Delivered()

@@ -143,6 +143,9 @@ func Open(opt Options) (*Engine, error) {
 	if os.Getenv("VMRR_TRACE") != "" {
 		e.m.Trace = os.Stderr
 	}
+	if e.hdr.ExitsOnly {
+		e.m.SetExitsOnly()
+	}
 	e.ring = nondet.NewRing(e.m.Memory(), false)
 	if err := e.trap.Install(e.m); err != nil {
 		return nil, err

@@ -113,6 +113,9 @@ func OpenTimeline(opt TimelineOptions) (*Timeline, error) {
 	t.e, t.m = e, e.Machine()
 	if !t.m.HasInsnCounter() {
 		e.Close()
+		if e.Header().ExitsOnly {
+			return nil, errors.New("replayer: this recording's positions count exits only (it placed its events at the guest's exits, see vmrr record --exits-only); the debugger needs instruction counts: vmrr replay runs it")
+		}
 		return nil, errors.New("replayer: reverse execution needs an exact instruction counter (KVM's insn_emulation statistic), which this host does not have")
 	}
 	if _, err := t.snaps.take(e, 0); err != nil {

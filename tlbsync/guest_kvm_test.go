@@ -53,14 +53,14 @@ func attach(tb testing.TB, m *machine.Machine) (*tlbsync.Sync, error) {
 }
 
 // needRecord skips a test that records on KVM where this host's KVM cannot
-// record what it replays (no exact instruction counter: probe.CanRecord,
-// which vmrr record checks before it starts), or, with tlbsync on, cannot
-// keep the guest's page tables read-only (see attach).
+// place the guest's timer ticks at any instruction (no exact instruction
+// counter: probe.ExactCounter; these guests race their ticks), or, with
+// tlbsync on, cannot keep the guest's page tables read-only (see attach).
 func needRecord(t *testing.T, tlb bool) {
 	t.Helper()
 	needKVM(t)
-	if err := probe.CanRecord(); err != nil {
-		t.Skipf("needs an exact instruction counter (CPL0 emulated), which this host's KVM lacks: %v", err)
+	if err := probe.ExactCounter(); err != nil {
+		t.Skipf("needs an exact instruction counter (CPL0 emulated): %v", err)
 	}
 	if err := probe.ReadOnlyPageTables(); tlb && err != nil {
 		t.Skipf("needs %s, which this host's KVM lacks: %v", probe.MechROPageTables, err)

@@ -238,7 +238,7 @@ func benchQEMU(args []string) int {
 func benchAccels(list string) ([]machine.Accel, error) {
 	if list == "auto" {
 		accels := []machine.Accel{machine.AccelSoft}
-		if _, _, err := probe.ChooseAccel(machine.AccelKVM); err == nil && probe.CanRecord() == nil {
+		if _, _, err := probe.ChooseAccel(machine.AccelKVM); err == nil && probe.ExactCounter() == nil {
 			accels = append(accels, machine.AccelKVM)
 		}
 		return accels, nil
@@ -469,7 +469,7 @@ func benchRR(args []string) int {
 	if *runs < 1 || *runs > 100 {
 		return fail("bench rr: --runs=%d: want 1 to 100", *runs)
 	}
-	accel, err := chooseRecordAccel(*accelFlag)
+	accel, err := chooseRacingAccel(*accelFlag)
 	if err != nil {
 		return fail("bench rr: %v", err)
 	}

@@ -54,7 +54,11 @@ func capsCmd(args []string, stdout io.Writer) int {
 		err = probe.WriteText(stdout, r)
 		if err == nil {
 			a, why := r.Auto()
-			_, err = fmt.Fprintf(stdout, "\n--accel auto: the %s CPU (%s)\n", a, why)
+			events := "anywhere (exact instruction counter)"
+			if ok, _, _ := r.Has("CPL0 emulated"); !ok {
+				events = "at the guest's exits only (port I/O, HLT): no exact instruction counter"
+			}
+			_, err = fmt.Fprintf(stdout, "\n--accel auto: the %s CPU (%s)\nrecording on KVM places timer ticks and input %s\n", a, why, events)
 		}
 	}
 	if err != nil {

@@ -43,7 +43,7 @@ func demoCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	accel, err := chooseRecordAccel(*accelFlag)
+	accel, err := chooseRacingAccel(*accelFlag)
 	if err != nil {
 		return fail("%v", err)
 	}

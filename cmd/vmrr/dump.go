@@ -216,6 +216,7 @@ func (p *dumpPrinter) header(path string, h *logfmt.Header, end *logfmt.EndRecor
 			Boot          string      `json:"boot"`
 			Mode          string      `json:"mode"`
 			TLBSync       bool        `json:"tlbsync"`
+			ExitsOnly     bool        `json:"exits_only"`
 			Args          string      `json:"args"`
 			Start         string      `json:"start,omitempty"`
 			Host          string      `json:"host"`
@@ -224,7 +225,7 @@ func (p *dumpPrinter) header(path string, h *logfmt.Header, end *logfmt.EndRecor
 			End           *jsonEnd    `json:"end,omitempty"`
 		}{Type: "header", Log: path, Format: h.FormatVersion, VMRR: h.VMRRVersion, Image: h.ImagePath,
 			ImageSHA256: hex.EncodeToString(h.ImageSHA256[:]), ImageSize: h.ImageSize, ImageEmbedded: len(h.Image) > 0,
-			Memory: h.MemoryBytes, Boot: h.Boot, Mode: h.Mode, TLBSync: h.TLBSync, Args: h.Args, Host: h.Host,
+			Memory: h.MemoryBytes, Boot: h.Boot, Mode: h.Mode, TLBSync: h.TLBSync, ExitsOnly: h.ExitsOnly, Args: h.Args, Host: h.Host,
 			CPUID: []jsonCPUID{}, Patches: []jsonPatch{}, End: endJSON(end)}
 		if !h.StartTime.IsZero() {
 			v.Start = h.StartTime.Format(time.RFC3339Nano)
@@ -253,6 +254,9 @@ func (p *dumpPrinter) header(path string, h *logfmt.Header, end *logfmt.EndRecor
 	line("boot", "%s", h.Boot)
 	line("mode", "%s", h.Mode)
 	line("tlbsync", "%t", h.TLBSync)
+	if h.ExitsOnly {
+		line("events", "at the guest's exits only (positions count exits)")
+	}
 	line("args", "%s", h.Args)
 	if h.StartTime.IsZero() {
 		line("start", "-")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"vmrr/machine"
+	"vmrr/machine/probe"
 	"vmrr/nondet"
 	"vmrr/recorder"
 )
@@ -18,7 +19,7 @@ func init() {
 func recordCmd(args []string) int {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [--clock host|D] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] [--tlbsync on|off] [--stats] IMAGE")
+		fmt.Fprintln(fs.Output(), "usage: vmrr record [--accel auto|kvm|soft] [--clock host|D] [-o LOG] [--keep always|fail|never] [--success-status N] [--mode exact|fast] [--mem MiB] [--timeout D] [--serial-in FILE] [--embed-image] [--tlbsync on|off] [--exits-only] [--stats] IMAGE")
 		fs.PrintDefaults()
 	}
 	mf := addMachineFlags(fs)
@@ -28,6 +29,7 @@ func recordCmd(args []string) int {
 	tlb := fs.String("tlbsync", "on", "keep the guest TLB in step with page-table writes: on or off")
 	keep := fs.String("keep", keepAlways, "when to keep the log: always, fail (only when the guest does not end with the success status) or never")
 	stats := fs.Bool("stats", false, "print the run's counters (instructions, exits, tlbsync) on stderr at the end")
+	exitsOnly := fs.Bool("exits-only", false, "place timer ticks and serial input at the guest's own exits (port I/O, HLT) only, so that the log replays on a KVM without an exact instruction counter too (automatic on such a KVM)")
 	success := fs.Int("success-status", 1, "the exit status of a passing guest, for --keep=fail (1: debug-exit value 0, the QEMU isa-debug-exit convention)")
 	if st, ok := parseArgs(fs, args, 1); !ok {
 		return st
@@ -49,9 +51,15 @@ func recordCmd(args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	accel, err := chooseRecordAccel(*mf.accel)
+	accel, err := chooseAccel(*mf.accel)
 	if err != nil {
 		return fail("%v", err)
+	}
+	if accel == machine.AccelKVM && !*exitsOnly {
+		if err := probe.ExactCounter(); err != nil {
+			fmt.Fprintf(os.Stderr, "vmrr: %v: timer ticks and serial input wait for the guest's next port I/O or HLT, where the replay finds them again (--accel soft places them anywhere)\n", err)
+			*exitsOnly = true
+		}
 	}
 	clock, err := mf.clockRate()
 	if err != nil {
@@ -77,7 +85,7 @@ func recordCmd(args []string) int {
 	}
 	imagePath, _ := filepath.Abs(fs.Arg(0))
 	res, err := recorder.Record(f, recorder.Options{ImagePath: imagePath, Image: image, EmbedImage: *embed, MemoryBytes: mem,
-		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel, Stats: statsWriter(*stats), Clock: clock})
+		Mode: m, Console: os.Stdout, Serial: serial, Timeout: *mf.timeout, Warnings: os.Stderr, TLBSync: *tlb == "on", Accel: accel, Stats: statsWriter(*stats), Clock: clock, ExitsOnly: *exitsOnly})
 	if err != nil {
 		f.Close()
 		// A recording that failed half-way is kept unless told otherwise:

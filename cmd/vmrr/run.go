@@ -65,7 +65,7 @@ func addAccelFlag(fs *flag.FlagSet) *string {
 	if def == "" {
 		def = string(machine.AccelAuto)
 	}
-	return fs.String("accel", def, "the CPU: auto (KVM where this host's KVM can record and replay, else soft), kvm or soft (default $VMRR_ACCEL, else auto)")
+	return fs.String("accel", def, "the CPU: auto (KVM where this host's KVM counts instructions exactly, else soft), kvm or soft (default $VMRR_ACCEL, else auto)")
 }
 
 // chooseAccel resolves --accel; what auto picks, and why, is said in one
@@ -85,12 +85,16 @@ func chooseAccel(req string) (machine.Accel, error) {
 	return got, nil
 }
 
-// chooseRecordAccel is chooseAccel for commands that record: KVM only
-// where it can replay what it records (probe.CanRecord).
-func chooseRecordAccel(req string) (machine.Accel, error) {
+// chooseRacingAccel is chooseAccel for the commands whose guests race
+// their timer ticks (demo, bench rr): KVM only where it can place a tick
+// at any instruction (probe.ExactCounter). vmrr record takes any KVM: the
+// recorder places events at the guest's exits where it must.
+func chooseRacingAccel(req string) (machine.Accel, error) {
 	a, err := chooseAccel(req)
 	if err == nil && a == machine.AccelKVM {
-		err = probe.CanRecord()
+		if err = probe.ExactCounter(); err != nil {
+			err = fmt.Errorf("--accel kvm: %v: timer ticks could only wait for the guest's exits, and this guest races them; use --accel soft", err)
+		}
 	}
 	return a, err
 }

@@ -12,10 +12,10 @@ import (
 
 // ChooseAccel resolves an --accel request to the CPU a run will use, with
 // the reason in a few words for the one line vmrr says about it. auto
-// picks KVM where this host's KVM can record and replay: it needs an exact
-// instruction counter to place asynchronous events (the "CPL0 emulated"
-// capability); everywhere else the soft CPU, which counts instructions
-// exactly by construction. kvm without a usable /dev/kvm is an error that
+// picks KVM where this host's KVM has an exact instruction counter, which
+// placing asynchronous events at any instruction needs (the "CPL0
+// emulated" capability); everywhere else the soft CPU, which counts
+// instructions exactly by construction. kvm without a usable /dev/kvm is an error that
 // names it.
 func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
 	switch req {
@@ -45,22 +45,24 @@ func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
 // why: KVM where it has an exact instruction counter, else the soft CPU.
 func (r *Report) Auto() (machine.Accel, string) {
 	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
-		return machine.AccelSoft, "this host's KVM cannot record and replay: " + why
+		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + why
 	}
 	return machine.AccelKVM, "this host's KVM counts instructions exactly"
 }
 
-// CanRecord checks that this host's KVM can record what it can replay:
-// a recording on a KVM without an exact instruction counter would place
-// its asynchronous events where the replay cannot find them again. It
-// probes once per process; the error names what the host lacks.
-func CanRecord() error {
+// ExactCounter checks that this host's KVM counts instructions exactly, so
+// that a recording can place asynchronous events at any instruction and
+// find them again on replay. Without it a recording places them at the
+// guest's own exits only (recorder, machine.SetExitsOnly), which a guest
+// that races its timer ticks cannot live with. It probes once per
+// process; the error names what the host lacks.
+func ExactCounter() error {
 	r, err := Cached()
 	if err != nil {
 		return err
 	}
-	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
-		return fmt.Errorf("--accel kvm: this host's KVM cannot record a run it can replay (%s); record with --accel soft", why)
+	if !r.CPL0Emulated {
+		return errors.New("this host's KVM has no exact instruction counter (it runs guest code natively, uncounted)")
 	}
 	return nil
 }

@@ -8,8 +8,8 @@ import (
 	"vmrr/machine"
 )
 
-// CanRecord: there is no KVM to record on here.
-func CanRecord() error { return fmt.Errorf("--accel kvm: %w", machine.ErrNoKVM) }
+// ExactCounter: there is no KVM here.
+func ExactCounter() error { return machine.ErrNoKVM }
 
 // ChooseAccel resolves an --accel request where there is no KVM (it needs
 // Linux): auto and soft are the soft CPU, kvm is an error.
