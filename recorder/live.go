@@ -175,7 +175,7 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 	}
 	if m.ExitsOnly() && !m.AtDeterministicExit() {
 		if late := l.Now() - l.nextTick; l.ticking && late > maxExitWait {
-			return fmt.Errorf("recorder: a timer tick has waited %v for the guest's next port I/O or HLT, the only places this recording puts events (see --exits-only): record on the soft CPU (--accel soft)", late.Round(time.Millisecond))
+			return fmt.Errorf("recorder: a timer tick has waited %v for the guest's next port I/O or HLT, the only places this recording puts events (see --exits-only): record on the soft CPU (--accel soft), without --exits-only", late.Round(time.Millisecond))
 		}
 	} else {
 		l.deliver(m)
