@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -84,6 +85,20 @@ func TestRecordExitsOnly(t *testing.T) {
 			}
 			if r := runVMRR(t, "replay", "--check", log); r.status != 0 {
 				t.Fatalf("replay: %s", r)
+			}
+		})
+	}
+	if e2eAccel() == "kvm" {
+		// Exact mode on KVM runs the guest's clock on instruction counts.
+		t.Run("exact mode", func(t *testing.T) {
+			log := filepath.Join(dir, "exact.vmrr")
+			r := runVMRR(t, "record", "--exits-only", "--mode", "exact", "--tlbsync=off", "-o", log, guestPath("timer"))
+			want := regexp.MustCompile(`^vmrr: recorder: exact mode on KVM .* --mode fast, or on the soft CPU \(--accel soft\)\n$`)
+			if r.status != exitUsage || !want.MatchString(r.stderr) {
+				t.Errorf("%s, want status %d and one line matching %s", r, exitUsage, want)
+			}
+			if _, err := os.Stat(log); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a recording refused before the guest started left %s behind (%v)", log, err)
 			}
 		})
 	}

@@ -89,8 +89,9 @@ func recordCmd(args []string) int {
 	if err != nil {
 		f.Close()
 		// A recording that failed half-way is kept unless told otherwise:
-		// what it holds may be the only trace of the failure.
-		if *keep == keepNever {
+		// what it holds may be the only trace of the failure. One that
+		// failed before the guest started holds nothing.
+		if fi, serr := os.Stat(logPath); *keep == keepNever || serr == nil && fi.Size() == 0 {
 			os.Remove(logPath)
 		}
 		return fail("%v", err)
