@@ -144,6 +144,13 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 		return res, err
 	}
 	end := &logfmt.EndRecord{Reason: res.Reason.String() + ": " + res.Message, Status: res.Status, RIP: res.RIP, StateHash: state, Pos: res.Pos}
+	if m.ExitsOnly() && !m.AtDeterministicExit() {
+		// Cut between two exits (a time limit, an interrupt): positions
+		// that count exits alone cannot say where, so the replay stops
+		// at the last exit, whose state this run did not keep.
+		end.RIP, end.StateHash = 0, 0
+		end.Reason += " (between two exits: the replay stops at the last one)"
+	}
 	if err := r.w.Close(end); err != nil {
 		return res, fmt.Errorf("recorder: close log: %w", err)
 	}

@@ -18,6 +18,10 @@ type Outcome struct {
 	// LastCheckpoint is the index of the event after the last checkpoint
 	// that matched (0 if none did).
 	LastCheckpoint uint64
+	// CutBetweenExits says the recording placed its events at exits only
+	// and was cut between two exits (a time limit): the replay stopped at
+	// the last one, and there is no final state to compare.
+	CutBetweenExits bool
 }
 
 // Identical reports whether the replay reproduced the recording exactly:
@@ -38,6 +42,8 @@ func (o *Outcome) Summary() string {
 		return "the log has no end record"
 	case o.Result.Status != o.End.Status:
 		return fmt.Sprintf("replay ended with status %d (%s), the recording with %d (%s)", o.Result.Status, o.Result.Message, o.End.Status, o.End.Reason)
+	case o.CutBetweenExits:
+		return fmt.Sprintf("replay identical up to exit %d, where the recording was cut between two exits (%s); it kept no state there to compare", o.End.Pos.Exit, o.End.Reason)
 	case o.StateHash != o.End.StateHash:
 		return fmt.Sprintf("replay diverged at the end of the recording (event %d, %s): the final state (registers, memory, console output) differs: hash %#x, recorded %#x, at RIP %#x; the inputs since the last matching checkpoint (events %d to %d) are suspect",
 			o.End.Events, o.End.Pos, o.StateHash, o.End.StateHash, o.Result.RIP, o.LastCheckpoint, o.End.Events)
@@ -79,6 +85,9 @@ func (e *Engine) Run() (*Outcome, error) {
 		o.End = e.next.End
 	} else if end := e.events.End(); end != nil {
 		o.End = end
+	}
+	if e.hdr.ExitsOnly && o.End != nil && o.End.StateHash == 0 && o.End.RIP == 0 {
+		o.CutBetweenExits, o.StateHash = true, 0
 	}
 	if o.Divergence == nil && o.EndOfLog == nil && o.End != nil && res.Pos != o.End.Pos && res.Reason != machine.ReasonStopped {
 		o.Divergence = &Divergence{Event: e.index, Pos: o.End.Pos,

@@ -88,6 +88,20 @@ func TestRecordExitsOnly(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a time limit between exits", func(t *testing.T) {
+		// jmp $ until --timeout: the recording ends at no exit of the
+		// guest's, and the replay stops at the last one.
+		forever := writeFile(t, dir, "forever.bin", []byte{0xeb, 0xfe})
+		log := filepath.Join(dir, "forever.vmrr")
+		if r := runVMRR(t, "record", "--exits-only", "--tlbsync=off", "--timeout", "300ms", "-o", log, forever); r.status != 70 {
+			t.Fatalf("record: %s, want status 70 (timeout)", r)
+		}
+		r := runVMRR(t, "replay", "--check", log)
+		want := regexp.MustCompile(`(?m)^vmrr: replay identical up to exit \d+, where the recording was cut between two exits \(timeout: .*\); it kept no state there to compare\n\z`)
+		if r.status != 0 || !want.MatchString(r.stderr) {
+			t.Errorf("replay: %s, want status 0 and a line matching %s", r, want)
+		}
+	})
 	if e2eAccel() == "kvm" {
 		// Exact mode on KVM runs the guest's clock on instruction counts.
 		t.Run("exact mode", func(t *testing.T) {
