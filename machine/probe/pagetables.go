@@ -5,6 +5,7 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,14 +30,15 @@ const (
 	rptVA    = 0x40000000
 	rptA     = 0x4141414141414141
 	rptB     = 0x4242424242424242
+	rptC     = 0x4343434343434343
 )
 
 // roPageTables checks at CPL0 and CPL3 that a guest reads and writes
-// through a page table that lies in a read-only memory slot as through any
-// other: the read through the window returns the page the entry maps, the
-// guest's write of a new entry exits as an MMIO write of that entry, and
-// after the VMM applied it and flushed the TLB (as tlbsync does) the guest
-// reads the new page.
+// through page tables that lie in read-only memory slots, as tlbsync puts
+// them all, as through any others: the read through the window returns the
+// page the entry maps, the guest's write of a new entry exits as an MMIO
+// write of that entry, and after the VMM applied it and flushed the TLB the
+// guest reads the new page and writes to it.
 //
 // AMD nested paging treats every access of a guest page walk as a write
 // (the hardware may set accessed and dirty bits), so a walk through a
@@ -45,6 +47,12 @@ const (
 // entry's, for the instruction's data when the two share their offset in
 // the page. The guest reads its page-table entry instead of its data, and
 // its writes go to the page table: this probe sees it.
+//
+// Every entry has its accessed and dirty bits clear, as an operating
+// system writes them, so the walks must set them in the read-only slots.
+// With KVM's shadow paging (AMD with npt=0) a walk at CPL3 then never
+// completes: KVM re-enters the guest at the same instruction for ever,
+// without an exit, and the probe's watchdog sees it.
 func (p *prober) roPageTables() Mechanism {
 	m := p.cpl(MechROPageTables, roPageTablesAt)
 	m.Note = "tlbsync marks page tables this way"
@@ -55,10 +63,13 @@ func roPageTablesAt(mode Mode) Level {
 	a := newAsmFor(mode)
 	a.load64(rptVA)           // rbx = the window's first word
 	a.raw(0x48, 0x89, 0xd9)   // mov rcx, rbx
-	a.movabs(rptPageB | 0x67) // the entry for page B
+	a.movabs(rptPageB | 0x07) // the entry for page B, accessed and dirty clear
 	a.store64(rptPT)          // trapped: an MMIO write of the entry
 	a.out(portMark)           // the VMM has applied it and flushed
 	a.load64(rptVA)           // rbx = the window's first word again
+	a.movabs(rptC)            // a write through the new entry, which
+	a.store64(rptVA)          // sets its dirty bit
+	a.load64(rptVA + 8)       // rbx = the window's second word
 	a.out(portExit)
 	g, err := startRaw(mode, a, 0, 2*time.Second)
 	if err != nil {
@@ -71,10 +82,15 @@ func roPageTablesAt(mode Mode) Level {
 	mem.PutUint64(rptPT, rptPageA|0x67) // present, writable, user, accessed, dirty
 	mem.PutUint64(rptPageA, rptA)
 	mem.PutUint64(rptPageB, rptB)
+	mem.PutUint64(rptPageB+8, rptB)
 	if g.m.KVMVM().CheckExtension(kvm.CapReadonlyMem) <= 0 {
 		return no("KVM_CAP_READONLY_MEM is missing")
 	}
-	if err := g.m.SetReadOnlyPages([]uint64{rptPT}); err != nil {
+	// Every page table, as tlbsync marks them: the guest's code and stack
+	// are reached through them too, and their entries have the accessed
+	// and dirty bits clear.
+	tables := []uint64{pml4Addr, pdptAddr, pdAddr, rptPD, rptPT}
+	if err := g.m.SetReadOnlyPages(tables); err != nil {
 		return no("%v", err)
 	}
 	var writes []string
@@ -96,8 +112,18 @@ func roPageTablesAt(mode Mode) Level {
 	}
 	regs, _ := g.v.Regs()
 	first := regs.RCX
-	if err := g.until(portExit, nil); err != nil {
-		return no("after the page-table write: %v", err)
+	err = g.until(portExit, func(r uint32) (bool, error) {
+		if mm := g.v.MMIO(); r == kvm.ExitMMIO && mm.IsWrite != 0 && slices.Contains(tables, mm.PhysAddr&^0xfff) {
+			v := binary.LittleEndian.Uint64(mm.Data[:])
+			if v == rptC {
+				return false, fmt.Errorf("the guest's write of %#x through the window went to its page table at %#x: KVM emulated the store at the page walk's address", v, mm.PhysAddr)
+			}
+			return false, fmt.Errorf("a write of %#x to the page table at %#x, where the guest stores nothing", v, mm.PhysAddr)
+		}
+		return false, g.unexpected(r)
+	})
+	if err != nil {
+		return no("after the page-table write, a write through the new entry: %v", err)
 	}
 	regs, _ = g.v.Regs()
 	switch {
@@ -105,10 +131,10 @@ func roPageTablesAt(mode Mode) Level {
 		return no("a read through the window returned the page-table entry %#x, not the page it maps: KVM emulated the access at the page walk's address", first)
 	case first != rptA:
 		return no("a read through the window returned %#x, want %#x", first, uint64(rptA))
-	case len(writes) != 1 || mem.Uint64(rptPT) != rptPageB|0x67:
-		return no("the guest's write of a page-table entry came as MMIO writes %v, want one of %#x at %#x", writes, uint64(rptPageB|0x67), rptPT)
-	case regs.RBX != rptB:
-		return no("after the new entry and a TLB flush the guest read %#x, want %#x", regs.RBX, uint64(rptB))
+	case len(writes) != 1 || mem.Uint64(rptPT)&^0x60 != rptPageB|0x07:
+		return no("the guest's write of a page-table entry came as MMIO writes %v, want one of %#x at %#x", writes, uint64(rptPageB|0x07), rptPT)
+	case regs.RBX != rptB || mem.Uint64(rptPageB) != rptC:
+		return no("after the new entry and a TLB flush the guest read %#x, want %#x, and wrote %#x, want %#x", regs.RBX, uint64(rptB), mem.Uint64(rptPageB), uint64(rptC))
 	}
 	return Level{Works: Yes}
 }
