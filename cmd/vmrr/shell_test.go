@@ -800,9 +800,10 @@ func TestShellTerminalInterrupt(t *testing.T) {
 	tm.expect("position    " + last.String())
 	tm.prompt()
 	// Resuming the interrupted continue: it must not miss a landing in the
-	// exit it stopped in.
-	if how, at, rest := motion("c"); how != "interrupted" || !last.less(at) {
-		t.Errorf("second continue from %v: %s at %v %s; want interrupted later", last, how, at, rest)
+	// exit it stopped in (a miss is a divergence). Where the first Ctrl-C
+	// came late, on a fast host, this one may find the guest's end first.
+	if how, at, rest := motion("c"); how != "interrupted" && how != "guest exited with status 1" || !last.less(at) {
+		t.Errorf("second continue from %v: %s at %v %s; want interrupted later, or the guest's end", last, how, at, rest)
 	}
 
 	// With a watchpoint (on code: never written) continue single-steps, and
