@@ -284,6 +284,16 @@ func (m *Machine) SetSregs(s *cpu.Sregs) error { return m.vcpu.SetSregs(s) }
 // Events reads the vCPU's pending events and interrupt shadow.
 func (m *Machine) Events() (cpu.Events, error) { return m.vcpu.Events() }
 
+// Injecting reports whether an interrupt is queued in the vCPU but not yet
+// taken. The machine counts an injection as a position and shows the hooks
+// the vCPU once more before it runs, with RIP still at the interrupted
+// instruction: no instruction boundary of the guest, and no place a
+// debugger stops at.
+func (m *Machine) Injecting() bool {
+	ev, err := m.vcpu.Events()
+	return err == nil && ev.I.Inject != 0
+}
+
 // Kick makes the running guest stop soon at an instruction boundary (the
 // hooks see it through Interrupted). Safe from any goroutine.
 func (m *Machine) Kick() { m.vcpu.kick() }

@@ -173,11 +173,17 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 		l.m = m
 		l.serialMu.Unlock()
 	}
-	if m.ExitsOnly() && !m.AtDeterministicExit() {
+	switch {
+	case m.Injecting():
+		// Right after an injection, before the vCPU took it: no stop of
+		// the replay's debugger is there (replayer.Timeline), so an event
+		// placed there could not be reached by "goto event". It waits for
+		// the next stop.
+	case m.ExitsOnly() && !m.AtDeterministicExit():
 		if late := l.Now() - l.nextTick; l.ticking && late > maxExitWait {
 			return fmt.Errorf("recorder: a timer tick has waited %v for the guest's next port I/O or HLT, the only places this recording puts events (see --exits-only): record on the soft CPU (--accel soft), without --exits-only", late.Round(time.Millisecond))
 		}
-	} else {
+	default:
 		l.deliver(m)
 	}
 	if !l.deadline.IsZero() && time.Now().After(l.deadline) {

@@ -234,7 +234,9 @@ func (r *Recorder) logSerial(m *machine.Machine, b []byte) {
 
 // checkpoint logs the state every CheckpointEvery exits.
 func (r *Recorder) checkpoint(m *machine.Machine) {
-	if m.Exits()-r.lastCP < CheckpointEvery {
+	// Not right after an injection, where no debugger stops (see
+	// Live.BeforeRun): the next stop takes it.
+	if m.Exits()-r.lastCP < CheckpointEvery || m.Injecting() {
 		return
 	}
 	r.lastCP = m.Exits()

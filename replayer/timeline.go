@@ -381,7 +381,11 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		p := t.here()
 		if p.pos.Exit != lastExit {
 			lastExit = p.pos.Exit
-			if t.injecting() {
+			// Right after an injection (machine.Injecting) a debugger
+			// would see the interrupted instruction twice, and a
+			// single-step from there would skip the handler's first
+			// instruction: no motion stops, checks or snapshots there.
+			if t.m.Injecting() {
 				return false
 			}
 		}
@@ -431,18 +435,6 @@ func (t *Timeline) run(o runOpts) (runResult, error) {
 		t.end = res.end
 	}
 	return res, nil
-}
-
-// injecting reports whether an interrupt is queued in the vCPU but not yet
-// taken. The machine counts an injection as a position and shows the hooks
-// the vCPU once more before it runs; RIP is still the interrupted
-// instruction's there. That is no instruction boundary of the guest: a
-// debugger stopped there would see the interrupted instruction twice, and
-// resuming from there with a single-step would skip the handler's first
-// instruction. So no motion stops, checks or snapshots there.
-func (t *Timeline) injecting() bool {
-	ev, err := t.m.Events()
-	return err == nil && ev.I.Inject != 0
 }
 
 // stopFrom turns a run result into a Stop.
