@@ -5,6 +5,9 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"time"
 
 	"vmrr/machine"
 	"vmrr/machine/kvm"
@@ -33,16 +36,15 @@ func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
 	if err := kvmUsable(); err != nil {
 		return machine.AccelSoft, err.Error(), nil
 	}
-	r, err := Cached()
-	if err != nil {
-		return machine.AccelSoft, "probing KVM failed: " + err.Error(), nil
+	if err := ExactCounter(); err != nil {
+		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + err.Error(), nil
 	}
-	a, why := r.Auto()
-	return a, why, nil
+	return machine.AccelKVM, "this host's KVM counts instructions exactly", nil
 }
 
 // Auto is what --accel auto picks on the host the report describes, and
-// why: KVM where it has an exact instruction counter, else the soft CPU.
+// why: KVM where it has an exact instruction counter, else the soft CPU
+// (as ChooseAccel decides from ExactCounter alone).
 func (r *Report) Auto() (machine.Accel, string) {
 	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
 		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + why
@@ -50,19 +52,44 @@ func (r *Report) Auto() (machine.Accel, string) {
 	return machine.AccelKVM, "this host's KVM counts instructions exactly"
 }
 
+var (
+	exactOnce sync.Once
+	exactErr  error
+)
+
 // ExactCounter checks that this host's KVM counts instructions exactly, so
 // that a recording can place asynchronous events at any instruction and
 // find them again on replay. Without it a recording places them at the
 // guest's own exits only (recorder, machine.SetExitsOnly), which a guest
-// that races its timer ticks cannot live with. It probes once per
-// process; the error names what the host lacks.
+// that races its timer ticks cannot live with. It runs one small guest
+// once per process (the counter probe's, with short loops: a few
+// milliseconds, where the whole probe takes a few hundred); the error
+// names what the host lacks.
 func ExactCounter() error {
-	r, err := Cached()
-	if err != nil {
+	exactOnce.Do(func() { exactErr = checkExactCounter() })
+	return exactErr
+}
+
+func checkExactCounter() error {
+	if err := kvmUsable(); err != nil {
 		return err
 	}
-	if !r.CPL0Emulated {
-		return errors.New("this host's KVM has no exact instruction counter (it runs guest code natively, uncounted)")
+	// One thread runs the vCPU, so the watchdog's kick finds it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	g, err := startCounterGuest(ModeLong64, 10, 100, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("probing KVM's instruction counter: %w", err)
+	}
+	defer g.close()
+	c := g.countLoops()
+	switch {
+	case c.err != nil:
+		return fmt.Errorf("probing KVM's instruction counter: %w", c.err)
+	case !c.present:
+		return errors.New("this host's KVM has no exact instruction counter (no insn_emulation statistic)")
+	case c.inexact() != "":
+		return fmt.Errorf("this host's KVM has no exact instruction counter (its insn_emulation statistic %s: KVM runs guest code natively)", c.inexact())
 	}
 	return nil
 }

@@ -789,45 +789,91 @@ const (
 	nativeLoop   = 5000000
 )
 
-func (p *prober) counterAt(mode Mode) Level {
+// counterGuest is a guest that runs two loops, of short and long
+// iterations (two instructions each), between marks.
+type counterGuest struct {
+	*rawGuest
+	shortIters, longIters uint32
+}
+
+// startCounterGuest builds a counterGuest in mode; the caller closes it.
+func startCounterGuest(mode Mode, short, long uint32, limit time.Duration) (counterGuest, error) {
 	a := newAsmFor(mode)
 	a.out(portMark)
-	a.loop(counterShort, func() {})
+	a.loop(short, func() {})
 	a.out(portMark)
-	a.loop(counterLong, func() {})
+	a.loop(long, func() {})
 	a.out(portMark)
-	g, err := startRaw(mode, a, 0, p.limit)
+	g, err := startRaw(mode, a, 0, limit)
+	return counterGuest{g, short, long}, err
+}
+
+// loopCounts is what KVM's insn_emulation statistic said of a
+// counterGuest's two loops.
+type loopCounts struct {
+	present     bool   // the vCPU has the statistic
+	short, long uint64 // its advance over each loop
+	longTook    time.Duration
+	wantDiff    uint64 // what long - short must be, if it counts exactly
+	err         error
+}
+
+// inexact says how the counts show the statistic is not an exact
+// instruction counter, or "" if they do not.
+func (c loopCounts) inexact() string {
+	switch {
+	case c.long-c.short == c.wantDiff:
+		return ""
+	case c.long == c.short:
+		return "does not count this level's instructions"
+	}
+	return fmt.Sprintf("counted %d, then %d, for loops %d instructions apart", c.short, c.long, c.wantDiff)
+}
+
+// countLoops runs the guest through its loops, reading the statistic at
+// each mark.
+func (g counterGuest) countLoops() loopCounts {
+	c := loopCounts{present: g.v.HasInsnCounter(), wantDiff: uint64(2 * (g.longIters - g.shortIters))}
+	if !c.present {
+		return c
+	}
+	var at [3]uint64
+	var when [3]time.Time
+	for i := range at {
+		if c.err = g.until(portMark, nil); c.err != nil {
+			return c
+		}
+		when[i] = time.Now()
+		if at[i], c.err = g.v.InsnCount(); c.err != nil {
+			return c
+		}
+	}
+	c.short, c.long, c.longTook = at[1]-at[0], at[2]-at[1], when[2].Sub(when[1])
+	return c
+}
+
+func (p *prober) counterAt(mode Mode) Level {
+	g, err := startCounterGuest(mode, counterShort, counterLong, p.limit)
 	if err != nil {
 		return broken(err)
 	}
 	defer g.close()
-	if !g.v.HasInsnCounter() {
-		p.speed[cplOf(mode)] = p.nativeSpeed(mode)
+	c := g.countLoops()
+	cpl := cplOf(mode)
+	if c.err != nil {
+		return broken(c.err)
+	}
+	if !c.present {
+		p.speed[cpl] = p.nativeSpeed(mode)
 		return no("KVM has no insn_emulation statistic")
 	}
 	p.hasCounter = true
-	var at [3]uint64
-	var when [3]time.Time
-	for i := range at {
-		if err := g.until(portMark, nil); err != nil {
-			return broken(err)
-		}
-		when[i] = time.Now()
-		if at[i], err = g.v.InsnCount(); err != nil {
-			return broken(err)
-		}
-	}
-	short, long := at[1]-at[0], at[2]-at[1]
-	wantDiff := uint64(2 * (counterLong - counterShort))
-	cpl := cplOf(mode)
-	if long-short != wantDiff {
+	short, long := c.short, c.long
+	if why := c.inexact(); why != "" {
 		p.speed[cpl] = p.nativeSpeed(mode)
-		if long == short {
-			return no("does not count this level's instructions")
-		}
-		return no("counted %d, then %d, for loops %d instructions apart", short, long, wantDiff)
+		return no("%s", why)
 	}
-	p.speed[cpl] = float64(2*counterLong) / when[2].Sub(when[1]).Seconds()
+	p.speed[cpl] = float64(2*counterLong) / c.longTook.Seconds()
 	var tm laps
 	tm.start()
 	for i := 0; i < max(p.n, 1); i++ {
