@@ -983,11 +983,7 @@ func (f *Fast) shift(in *finst) int {
 		c = f.r[1]
 	}
 	w := uint64(in.size) * 8
-	if w == 64 {
-		c &= 63
-	} else {
-		c &= 31
-	}
+	c = maskCount(c, int(w))
 	if c == 0 {
 		if !in.mem && in.size == 4 {
 			f.setReg(in.rm, in.rmSh, in.rmKeep, m, a)

@@ -8,6 +8,15 @@ import (
 	"vmrr/machine/cpu"
 )
 
+// maskCount is a shift or rotate count as the processor uses it: its low
+// six bits for a 64-bit operand, its low five otherwise.
+func maskCount(c uint64, w int) uint64 {
+	if w == 64 {
+		return c & 63
+	}
+	return c & 31
+}
+
 // shift is SHL/SAL, SHR, SAR, ROL, ROR, RCL and RCR. The count is masked to
 // 5 bits (6 with a 64-bit operand); a masked count of 0 changes nothing.
 // OF is defined only for a count of 1; for larger counts the Intel host
@@ -25,11 +34,7 @@ func (e *emu) shift(in *inst) error {
 		return err
 	}
 	c, _ := e.read(&cnt)
-	if w == 64 {
-		c &= 63
-	} else {
-		c &= 31
-	}
+	c = maskCount(c, w)
 	a, err := e.readRMW(&dst)
 	if err != nil {
 		return err
@@ -142,11 +147,7 @@ func (e *emu) shiftDouble(in *inst) error {
 		return err
 	}
 	c, _ := e.read(&cnt)
-	if w == 64 {
-		c &= 63
-	} else {
-		c &= 31
-	}
+	c = maskCount(c, w)
 	a, err := e.readRMW(&dst)
 	if err != nil {
 		return err
