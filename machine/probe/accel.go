@@ -36,18 +36,27 @@ func ChooseAccel(req machine.Accel) (machine.Accel, string, error) {
 	if err := kvmUsable(); err != nil {
 		return machine.AccelSoft, err.Error(), nil
 	}
+	why := ""
 	if err := ExactCounter(); err != nil {
-		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + err.Error(), nil
+		why = err.Error()
 	}
-	return machine.AccelKVM, "this host's KVM counts instructions exactly", nil
+	a, reason := auto(why)
+	return a, reason, nil
 }
 
 // Auto is what --accel auto picks on the host the report describes, and
 // why: KVM where it has an exact instruction counter, else the soft CPU
 // (as ChooseAccel decides from ExactCounter alone).
 func (r *Report) Auto() (machine.Accel, string) {
-	if ok, why, _ := r.Has("CPL0 emulated"); !ok {
-		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + why
+	_, why, _ := r.Has("CPL0 emulated")
+	return auto(why)
+}
+
+// auto is the choice and its reason, given why this host's KVM has no
+// exact instruction counter ("" where it has one).
+func auto(noCounter string) (machine.Accel, string) {
+	if noCounter != "" {
+		return machine.AccelSoft, "this host's KVM cannot place events at any instruction: " + noCounter
 	}
 	return machine.AccelKVM, "this host's KVM counts instructions exactly"
 }
