@@ -115,6 +115,16 @@ type EndRecord struct {
 	Pos       position.Pos // where the run ended
 }
 
+// SetBetweenExits marks an end that came between two exits of a recording
+// that placed its events at exits only (Header.ExitsOnly): its position
+// counts exits alone, so the replay stops at the last exit, and no RIP or
+// state of the real end is kept to compare with.
+func (e *EndRecord) SetBetweenExits() { e.RIP, e.StateHash = 0, 0 }
+
+// BetweenExits reports an end marked by SetBetweenExits (in a log whose
+// header says ExitsOnly; elsewhere both fields are always set).
+func (e *EndRecord) BetweenExits() bool { return e.RIP == 0 && e.StateHash == 0 }
+
 // FixedSize is the size of e written the simple way: every number as a
 // fixed-width field (8 bytes for values, addresses and positions), no
 // deltas, no compression. It is the baseline the format's size is measured

@@ -148,7 +148,7 @@ func Record(w io.Writer, opt Options) (machine.Result, error) {
 		// Cut between two exits (a time limit, an interrupt): positions
 		// that count exits alone cannot say where, so the replay stops
 		// at the last exit, whose state this run did not keep.
-		end.RIP, end.StateHash = 0, 0
+		end.SetBetweenExits()
 		end.Reason += " (between two exits: the replay stops at the last one)"
 	}
 	if err := r.w.Close(end); err != nil {

@@ -86,7 +86,7 @@ func (e *Engine) Run() (*Outcome, error) {
 	} else if end := e.events.End(); end != nil {
 		o.End = end
 	}
-	if e.hdr.ExitsOnly && o.End != nil && o.End.StateHash == 0 && o.End.RIP == 0 {
+	if e.hdr.ExitsOnly && o.End != nil && o.End.BetweenExits() {
 		o.CutBetweenExits, o.StateHash = true, 0
 	}
 	if o.Divergence == nil && o.EndOfLog == nil && o.End != nil && res.Pos != o.End.Pos && res.Reason != machine.ReasonStopped {
