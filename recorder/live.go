@@ -129,7 +129,11 @@ func (l *Live) value(kind cpu.NonDet) (uint64, error) {
 	return nondet.Host(kind)
 }
 
-// deliver raises what is due now: timer ticks and serial bytes.
+// deliver raises what is due now: timer ticks and serial bytes. Right
+// after an injection, before the vCPU took it, it raises nothing: no stop
+// of the replay's debugger is there (replayer.Timeline), so an event placed
+// there could not be reached by "goto event"; it waits for the next stop.
+// (Asked only when something is due: on KVM the question is an ioctl.)
 func (l *Live) deliver(m *machine.Machine) {
 	now := l.Now()
 	if m.PIT().TakeChanged() {
@@ -137,7 +141,14 @@ func (l *Live) deliver(m *machine.Machine) {
 		l.ticking = ok
 		l.nextTick = now + p
 	}
-	if l.ticking && now >= l.nextTick {
+	tickDue := l.ticking && now >= l.nextTick
+	l.serialMu.Lock()
+	inputDue := len(l.serialIn) > 0
+	l.serialMu.Unlock()
+	if (tickDue || inputDue) && m.Injecting() {
+		return
+	}
+	if tickDue {
 		p, _ := m.PIT().Period()
 		m.RaiseIRQ(machine.IRQTimer)
 		m.PIT().Fired()
@@ -173,17 +184,11 @@ func (l *Live) BeforeRun(m *machine.Machine) error {
 		l.m = m
 		l.serialMu.Unlock()
 	}
-	switch {
-	case m.Injecting():
-		// Right after an injection, before the vCPU took it: no stop of
-		// the replay's debugger is there (replayer.Timeline), so an event
-		// placed there could not be reached by "goto event". It waits for
-		// the next stop.
-	case m.ExitsOnly() && !m.AtDeterministicExit():
+	if m.ExitsOnly() && !m.AtDeterministicExit() {
 		if late := l.Now() - l.nextTick; l.ticking && late > maxExitWait {
 			return fmt.Errorf("recorder: a timer tick has waited %v for the guest's next port I/O or HLT, the only places this recording puts events (see --exits-only): record on the soft CPU (--accel soft), without --exits-only", late.Round(time.Millisecond))
 		}
-	default:
+	} else {
 		l.deliver(m)
 	}
 	if !l.deadline.IsZero() && time.Now().After(l.deadline) {
